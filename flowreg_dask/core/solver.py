@@ -1,0 +1,354 @@
+"""Coarse-to-fine variational flow: pairwise ``get_displacement`` and the block API
+``get_displacements`` (one reference, many frames) that the pipeline calls once per chunk.
+
+Method: Flotho et al., "Flow-Registration", J. Biophotonics 2022, :DOI:`10.1002/jbio.202100330`;
+behaviour as described in the method spec §1. Pure numpy-level functions: no dask, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..kernels.cpu import median as _median
+from ..kernels.cpu import sor as _sor
+from ..kernels.cpu import tensors as _tensors
+from ..kernels.cpu import warp as _kwarp
+from ..kernels.cpu.resample import resize
+from .params import MIN_FRAME_SIZE, FlowParams, resolve_params, warn_user
+from .pyramid import Level, pyramid_plan
+from .rigid import estimate_rigid_shift
+
+__all__ = ["get_displacement", "get_displacements", "FlowEstimator"]
+
+_TENSORS = {"gc": _tensors.tensor_gc, "gray": _tensors.tensor_gray, "cs": _tensors.tensor_cs}
+
+
+def _as_hwc(img: np.ndarray, name: str) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3:
+        raise InvalidInputError(
+            f"{name}: expected an (H, W) or (H, W, C) image, got an array of shape {img.shape}"
+        )
+    return img
+
+
+def _check_finite(img: np.ndarray, name: str) -> None:
+    if img.dtype.kind == "f" and not np.all(np.isfinite(img)):
+        bad = int(np.size(img) - np.count_nonzero(np.isfinite(img)))
+        raise InvalidInputError(
+            f"{name}: contains {bad} NaN/Inf value(s); replace them (e.g. np.nan_to_num) or drop "
+            "the frame before registration"
+        )
+
+
+@dataclasses.dataclass
+class _LevelData:
+    level: Level
+    ref: np.ndarray  # (h, w, C) float32 reference at this level
+    weight: np.ndarray  # (h, w, C) float32 channel weights
+    alpha: tuple[float, float]
+
+
+class FlowEstimator:
+    """Flow estimation against one fixed reference; the reference pyramid is built once.
+
+    Parameters
+    ----------
+    reference : ndarray
+        (H, W) or (H, W, C) pre-processed reference image.
+    params : FlowParams
+        Validated parameters (see :func:`flowreg_dask.core.params.resolve_params`).
+    """
+
+    def __init__(self, reference: np.ndarray, params: FlowParams) -> None:
+        ref = _as_hwc(reference, "reference")
+        _check_finite(ref, "reference")
+        h, w, nc = ref.shape
+        if min(h, w) < MIN_FRAME_SIZE:
+            raise InvalidInputError(
+                f"reference: frames of {h}x{w} px are too small for the pyramid; at least "
+                f"{MIN_FRAME_SIZE}x{MIN_FRAME_SIZE} px are needed"
+            )
+        self.params = params
+        self.shape = (h, w, nc)
+        self.reference = np.ascontiguousarray(ref, dtype=np.float32)
+        self.a_data = params.a_data_vector(nc)
+        weight = params.weight_array(h, w, nc)
+        self.weight_vector = weight if weight.ndim == 1 else None
+        self.weight_map = weight if weight.ndim == 3 else None
+        plan = pyramid_plan(h, w, eta=params.eta, levels=params.levels, min_level=params.min_level)
+        if plan[-1].i != params.min_level:
+            warn_user(
+                f"min_level={params.min_level} is deeper than the pyramid of a {h}x{w} frame "
+                f"allows; using min_level={plan[-1].i}"
+            )
+        self.min_level = plan[-1].i
+        self.tensor = _TENSORS[params.constancy_assumption]
+        self.levels: list[_LevelData] = []
+        for lv in plan:
+            ref_l = resize(self.reference, lv.height, lv.width)
+            if self.weight_map is not None:
+                w_l = np.ascontiguousarray(np.maximum(resize(self.weight_map, lv.height, lv.width), 0))
+            else:
+                w_l = np.empty((lv.height, lv.width, nc), np.float32)
+                w_l[...] = weight
+            if lv.i == self.min_level:
+                alpha = params.alpha
+            else:
+                scale = params.eta ** (-lv.i / 2.0)
+                alpha = (params.alpha[0] * scale, params.alpha[1] * scale)
+            self.levels.append(_LevelData(lv, ref_l, w_l, alpha))
+
+    # ------------------------------------------------------------------ one frame
+    def _solve_level(self, ld: _LevelData, f2w: np.ndarray, u, v, beta: float):
+        lv = ld.level
+        p = self.params
+        J = np.empty((lv.height, lv.width, f2w.shape[2], 6), np.float32)
+        self.tensor(ld.ref, f2w, np.float32(lv.hy), np.float32(lv.hx), J)
+        du = np.empty((lv.height, lv.width), np.float32)
+        dv = np.empty_like(du)
+        _sor.solve_level(
+            J, ld.weight, u, v, np.float32(ld.alpha[0]), np.float32(ld.alpha[1]),
+            np.float32(lv.hx), np.float32(lv.hy), p.iterations, p.update_lag, self.a_data,
+            np.float32(p.a_smooth), np.float32(beta), np.float32(p.omega), du, dv,
+        )
+        return du, dv
+
+    def _warp_level(self, ld: _LevelData, f2: np.ndarray, u, v) -> np.ndarray:
+        lv = ld.level
+        out = np.empty_like(f2)
+        valid = np.empty(u.shape, np.uint8)
+        _kwarp.warp_image(
+            f2, u * np.float32(1.0 / lv.hx), v * np.float32(1.0 / lv.hy), ld.ref, out, 3, valid
+        )
+        return out
+
+    @staticmethod
+    def _median_inplace(a: np.ndarray) -> np.ndarray:
+        out = np.empty_like(a)
+        _median.median5x5(a, out)
+        return out
+
+    def _pyramid_pass(self, moving: np.ndarray, u0, v0, beta: float, gnc: bool):
+        p = self.params
+        u = v = None
+        for k, ld in enumerate(self.levels):
+            lv = ld.level
+            f2 = resize(moving, lv.height, lv.width)
+            if k == 0:
+                if u0 is None:
+                    u = np.zeros((lv.height, lv.width), np.float32)
+                    v = np.zeros_like(u)
+                else:
+                    u = resize(u0[:, :, None], lv.height, lv.width)[:, :, 0]
+                    v = resize(v0[:, :, None], lv.height, lv.width)[:, :, 0]
+            else:
+                u = resize(u[:, :, None], lv.height, lv.width)[:, :, 0]
+                v = resize(v[:, :, None], lv.height, lv.width)[:, :, 0]
+            use_median = min(lv.height, lv.width) > 5
+            if not gnc:
+                f2w = f2 if k == 0 else self._warp_level(ld, f2, u, v)
+                du, dv = self._solve_level(ld, f2w, u, v, beta)
+                if use_median:
+                    du = self._median_inplace(du)
+                    dv = self._median_inplace(dv)
+                u = u + du
+                v = v + dv
+            else:
+                for _ in range(p.warping_steps):
+                    f2w = self._warp_level(ld, f2, u, v)
+                    du, dv = self._solve_level(ld, f2w, u, v, beta)
+                    u = u + du
+                    v = v + dv
+                    if use_median:
+                        u = self._median_inplace(u)
+                        v = self._median_inplace(v)
+        h, w, _ = self.shape
+        if u.shape != (h, w):
+            u = resize(u[:, :, None], h, w, antialias=False)[:, :, 0]
+            v = resize(v[:, :, None], h, w, antialias=False)[:, :, 0]
+        return u, v
+
+    def _variational(self, moving: np.ndarray, init: np.ndarray | None) -> np.ndarray:
+        p = self.params
+        u0 = None if init is None else np.ascontiguousarray(init[..., 0], np.float32)
+        v0 = None if init is None else np.ascontiguousarray(init[..., 1], np.float32)
+        if p.gnc_schedule is None:
+            u, v = self._pyramid_pass(moving, u0, v0, 1.0, gnc=False)
+        else:
+            u, v = u0, v0
+            for beta in p.gnc_schedule:
+                u, v = self._pyramid_pass(moving, u, v, beta, gnc=True)
+        return np.stack([u, v], axis=-1)
+
+    def _warp_linear(self, moving: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        out = np.empty_like(moving)
+        valid = np.empty(flow.shape[:2], np.uint8)
+        _kwarp.warp_image(
+            moving, np.ascontiguousarray(flow[..., 0]), np.ascontiguousarray(flow[..., 1]),
+            self.reference, out, 1, valid,
+        )
+        return out
+
+    def flow(self, moving: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
+        """Flow (H, W, 2) float32 that registers ``moving`` (H, W[, C]) onto the reference."""
+        mov = _as_hwc(moving, "moving")
+        if mov.shape != self.shape:
+            raise InvalidInputError(
+                f"moving: expected shape {self.shape} (like the reference), got {mov.shape}"
+            )
+        _check_finite(mov, "moving")
+        mov = np.ascontiguousarray(mov, dtype=np.float32)
+        if init is not None:
+            init = np.asarray(init, dtype=np.float32)
+            if init.shape != self.shape[:2] + (2,):
+                raise InvalidInputError(
+                    f"init: expected an initial flow of shape {self.shape[:2] + (2,)}, got "
+                    f"{init.shape}"
+                )
+            _check_finite(init, "init")
+        if not self.params.cc_initialization:
+            return self._variational(mov, init)
+        base = np.zeros(self.shape[:2] + (2,), np.float32) if init is None else init
+        partial = self._warp_linear(mov, base)
+        wvec = self.weight_vector if self.weight_vector is not None else self.weight_map
+        dx, dy = estimate_rigid_shift(
+            self.reference, partial, target_hw=self.params.cc_hw, upsample=self.params.cc_up,
+            weight=wvec,
+        )
+        comb = base + np.array([dx, dy], np.float32)
+        aligned = self._warp_linear(mov, comb)
+        res = self._variational(aligned, None)
+        # compose the warps: moving(p + res + comb(p + res))
+        cu = np.empty(self.shape[:2], np.float32)
+        cv = np.empty_like(cu)
+        _kwarp.bilinear_sample_flow(
+            np.ascontiguousarray(comb[..., 0]), np.ascontiguousarray(comb[..., 1]),
+            np.ascontiguousarray(res[..., 0]), np.ascontiguousarray(res[..., 1]), cu, cv,
+        )
+        return res + np.stack([cu, cv], axis=-1)
+
+    def flows(self, frames: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
+        """Flows (T, H, W, 2) for a stack (T, H, W[, C]); ``init`` is (H, W, 2) or (T, H, W, 2)."""
+        frames = np.asarray(frames)
+        if frames.ndim == 3 and self.shape[2] == 1:
+            frames = frames[..., None]
+        if frames.ndim != 4:
+            raise InvalidInputError(
+                f"frames: expected a (T, H, W, C) stack, got an array of shape {frames.shape}"
+            )
+        if init is not None:
+            init = np.asarray(init, dtype=np.float32)
+            if init.ndim == 4 and init.shape[0] != frames.shape[0]:
+                raise InvalidInputError(
+                    f"init: {init.shape[0]} initial flows for {frames.shape[0]} frames"
+                )
+        out = np.empty(frames.shape[:3] + (2,), np.float32)
+        for t in range(frames.shape[0]):
+            it = None if init is None else (init[t] if init.ndim == 4 else init)
+            out[t] = self.flow(frames[t], it)
+        return out
+
+
+def _params_for(reference: np.ndarray, options: Any, params: dict) -> FlowParams:
+    ref = np.asarray(reference)
+    n_channels = ref.shape[2] if ref.ndim == 3 else 1
+    return resolve_params(options, n_channels=n_channels, **params)
+
+
+def get_displacement(
+    reference: np.ndarray,
+    moving: np.ndarray,
+    *,
+    options: Any = None,
+    init: np.ndarray | None = None,
+    **params: Any,
+) -> np.ndarray:
+    """Dense displacement that registers ``moving`` onto ``reference``.
+
+    Parameters
+    ----------
+    reference, moving : ndarray
+        (H, W) or (H, W, C) images of equal shape, pre-processed (normalised to about [0, 1] and
+        smoothed, see :mod:`flowreg_dask.preprocess`). All channels share one flow.
+    options : OFOptions, FlowParams or dict, optional
+        Algorithm options; keyword ``params`` override single fields (``alpha``, ``levels``,
+        ``min_level``, ``quality_setting``, ``eta``, ``iterations``, ``update_lag``, ``a_data``,
+        ``a_smooth``, ``constancy_assumption``, ``weight``, ``gnc_schedule``, ``warping_steps``,
+        ``cc_initialization``, ``cc_hw``, ``cc_up``).
+    init : ndarray, optional
+        (H, W, 2) initial flow.
+
+    Returns
+    -------
+    ndarray
+        (H, W, 2) float32 flow (u, v) in full-resolution pixels, backward convention:
+        ``registered(y, x) = moving(y + v, x + u)``.
+
+    References
+    ----------
+    Flotho, P. et al. Flow-Registration: motion correction of 2-photon microscopy data with
+    variational optical flow. J. Biophotonics 2022, :DOI:`10.1002/jbio.202100330`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from flowreg_dask import get_displacement
+    >>> ref = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    >>> get_displacement(ref, ref, quality_setting="fast").shape
+    (64, 64, 2)
+    """
+    ref = _as_hwc(reference, "reference")
+    mov = _as_hwc(moving, "moving")
+    if ref.shape != mov.shape:
+        raise InvalidInputError(
+            f"moving: shape {np.shape(moving)} differs from reference shape {np.shape(reference)}; "
+            "both images must have the same (H, W[, C])"
+        )
+    est = FlowEstimator(ref, _params_for(ref, options, params))
+    return est.flow(mov, init)
+
+
+def get_displacements(
+    reference: np.ndarray,
+    frames: np.ndarray,
+    *,
+    options: Any = None,
+    init: np.ndarray | None = None,
+    **params: Any,
+) -> np.ndarray:
+    """Flows of a stack of frames against one reference (the per-chunk block API).
+
+    Parameters
+    ----------
+    reference : ndarray
+        (H, W) or (H, W, C) pre-processed reference.
+    frames : ndarray
+        (T, H, W, C) (or (T, H, W) for one channel) pre-processed frames.
+    options, params
+        As in :func:`get_displacement`.
+    init : ndarray, optional
+        Initial flow (H, W, 2) shared by all frames, or (T, H, W, 2) per frame.
+
+    Returns
+    -------
+    ndarray
+        (T, H, W, 2) float32 flows.
+    """
+    ref = _as_hwc(reference, "reference")
+    frames = np.asarray(frames)
+    if frames.ndim == 3 and ref.shape[2] == 1:
+        frames = frames[..., None]
+    if frames.ndim != 4 or frames.shape[1:] != ref.shape:
+        raise InvalidInputError(
+            f"frames: expected (T, {ref.shape[0]}, {ref.shape[1]}, {ref.shape[2]}) to match the "
+            f"reference, got {frames.shape}"
+        )
+    est = FlowEstimator(ref, _params_for(ref, options, params))
+    return est.flows(frames, init)

@@ -1,0 +1,124 @@
+"""Backward warping of frames by flow fields, with out-of-bounds fill and valid masks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError, InvalidOptionError
+from ..kernels.cpu import warp as _k
+
+_ORDER = {"cubic": 3, "linear": 1, "nearest": 0}
+
+
+def interpolation_order(interpolation: str) -> int:
+    """Map ``"cubic" | "linear" | "nearest"`` to the kernel's interpolation order."""
+    try:
+        return _ORDER[str(getattr(interpolation, "value", interpolation)).lower()]
+    except KeyError:
+        raise InvalidOptionError(
+            f"interpolation: expected one of {sorted(_ORDER)}, got {interpolation!r}"
+        ) from None
+
+
+def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast float results to ``dtype``; integers are rounded and clipped to the dtype's range."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    if dtype.kind == "b":
+        return values > 0.5
+    return values.astype(dtype, copy=False)
+
+
+def _as_hwc(a: np.ndarray, name: str) -> np.ndarray:
+    if a.ndim == 2:
+        return a[:, :, None]
+    if a.ndim == 3:
+        return a
+    raise InvalidInputError(f"{name}: expected an (H, W) or (H, W, C) image, got shape {a.shape}")
+
+
+def warp(
+    frames: np.ndarray,
+    flow: np.ndarray,
+    *,
+    fill: np.ndarray | None = None,
+    interpolation: str = "cubic",
+) -> np.ndarray:
+    """Backward-warp frames: ``out(y, x) = frame(y + v(y, x), x + u(y, x))``.
+
+    Parameters
+    ----------
+    frames : ndarray
+        One frame (H, W) / (H, W, C) or a stack (T, H, W, C) (a 3-D array is one frame).
+    flow : ndarray
+        (H, W, 2) or (T, H, W, 2) float displacement (u, v) in pixels.
+    fill : ndarray, optional
+        (H, W) / (H, W, C) image for out-of-bounds pixels (the reference); zeros if omitted.
+    interpolation : {"cubic", "linear", "nearest"}
+        Interpolation of the moving frame (Keys cubic with a = -0.75 by default).
+
+    Returns
+    -------
+    ndarray
+        Warped frames with the input's shape and dtype; integer outputs are rounded and clipped
+        to the dtype's range (never wrapped around).
+    """
+    frames = np.asarray(frames)
+    flow = np.asarray(flow)
+    order = interpolation_order(interpolation)
+    stack = frames.ndim == 4
+    fr = frames if stack else _as_hwc(frames, "frames")[None]
+    fl = flow if flow.ndim == 4 else flow[None]
+    if fl.shape[-1] != 2 or fl.shape[1:3] != fr.shape[1:3]:
+        raise InvalidInputError(
+            f"flow: expected shape (..., {fr.shape[1]}, {fr.shape[2]}, 2) to match frames of "
+            f"shape {frames.shape}, got {flow.shape}"
+        )
+    if fl.shape[0] not in (1, fr.shape[0]):
+        raise InvalidInputError(
+            f"flow: {fl.shape[0]} flow fields for {fr.shape[0]} frames; give one per frame or one"
+        )
+    h, w, nc = fr.shape[1:]
+    if fill is None:
+        fill_f = np.zeros((h, w, nc), np.float32)
+    else:
+        fill_f = _as_hwc(np.asarray(fill), "fill").astype(np.float32)
+        if fill_f.shape[:2] != (h, w) or fill_f.shape[2] not in (1, nc):
+            raise InvalidInputError(
+                f"fill: expected shape ({h}, {w}) or ({h}, {w}, {nc}), got {np.shape(fill)}"
+            )
+        fill_f = np.ascontiguousarray(np.broadcast_to(fill_f, (h, w, nc)))
+    out = np.empty(fr.shape, dtype=frames.dtype)
+    tmp = np.empty((h, w, nc), np.float32)
+    valid = np.empty((h, w), np.uint8)
+    for t in range(fr.shape[0]):
+        f = fl[t if fl.shape[0] > 1 else 0].astype(np.float32, copy=False)
+        src = np.ascontiguousarray(fr[t], dtype=np.float32)
+        _k.warp_image(
+            src, np.ascontiguousarray(f[..., 0]), np.ascontiguousarray(f[..., 1]), fill_f, tmp,
+            order, valid,
+        )
+        out[t] = cast_like(tmp, frames.dtype)
+    if stack:
+        return out
+    return out[0] if frames.ndim == 3 else out[0, :, :, 0]
+
+
+def valid_mask(flow: np.ndarray) -> np.ndarray:
+    """Boolean mask, True where the backward-warp sample ``(x + u, y + v)`` is inside the frame.
+
+    ``flow`` is (H, W, 2) or (T, H, W, 2); the result drops the last axis.
+    """
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.shape[-1] != 2 or flow.ndim not in (3, 4):
+        raise InvalidInputError(f"flow: expected (H, W, 2) or (T, H, W, 2), got {flow.shape}")
+    fl = flow if flow.ndim == 4 else flow[None]
+    out = np.empty(fl.shape[:3], np.uint8)
+    for t in range(fl.shape[0]):
+        _k.valid_mask(
+            np.ascontiguousarray(fl[t, ..., 0]), np.ascontiguousarray(fl[t, ..., 1]), out[t]
+        )
+    out = out.astype(bool)
+    return out if flow.ndim == 4 else out[0]

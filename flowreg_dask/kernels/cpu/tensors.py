@@ -1,0 +1,137 @@
+"""Motion tensors (data terms) of the linearised constancy assumptions, method spec §1.5.
+
+Inputs are the reference ``f1`` and the warped moving image ``f2``, both (h, w, C) float32, with grid
+spacings ``hy`` (rows) and ``hx`` (columns) in full-resolution pixels. Derivatives use central
+differences with edge-duplicating (clamped) neighbours. Output ``J`` is (h, w, C, 6) float32 holding
+J11, J22, J33, J12, J13, J23 per pixel and channel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ._flags import JIT
+
+CENSUS_EPS = np.float32(0.1 / 255.0)
+
+
+@numba.njit(**JIT)
+def tensor_gc(f1, f2, hy, hx, J):
+    """Gradient constancy with Zimmer-style normalisation (``"gc"``)."""
+    h, w, nc = f1.shape
+    ihx2 = np.float32(1.0 / (2.0 * hx))
+    ihy2 = np.float32(1.0 / (2.0 * hy))
+    ihxx = np.float32(1.0 / (hx * hx))
+    ihyy = np.float32(1.0 / (hy * hy))
+    half = np.float32(0.5)
+    two = np.float32(2.0)
+    eps = np.float32(1e-6)
+    for y in range(h):
+        ym = max(y - 1, 0)
+        yp = min(y + 1, h - 1)
+        for x in range(w):
+            xm = max(x - 1, 0)
+            xp = min(x + 1, w - 1)
+            for c in range(nc):
+                # fx (average of both frames) on rows yp and ym -> fxy
+                fx_p = (f1[yp, xp, c] - f1[yp, xm, c] + f2[yp, xp, c] - f2[yp, xm, c]) * ihx2 * half
+                fx_m = (f1[ym, xp, c] - f1[ym, xm, c] + f2[ym, xp, c] - f2[ym, xm, c]) * ihx2 * half
+                fxy = (fx_p - fx_m) * ihy2
+                fxt = (f2[y, xp, c] - f1[y, xp, c] - f2[y, xm, c] + f1[y, xm, c]) * ihx2
+                fyt = (f2[yp, x, c] - f1[yp, x, c] - f2[ym, x, c] + f1[ym, x, c]) * ihy2
+                c1 = f1[y, x, c]
+                c2 = f2[y, x, c]
+                fxx = (f1[y, xp, c] - two * c1 + f1[y, xm, c] + f2[y, xp, c] - two * c2 + f2[y, xm, c])
+                fxx *= half * ihxx
+                fyy = (f1[yp, x, c] - two * c1 + f1[ym, x, c] + f2[yp, x, c] - two * c2 + f2[ym, x, c])
+                fyy *= half * ihyy
+                rx = np.float32(1.0) / (fxx * fxx + fxy * fxy + eps)
+                ry = np.float32(1.0) / (fxy * fxy + fyy * fyy + eps)
+                J[y, x, c, 0] = rx * fxx * fxx + ry * fxy * fxy
+                J[y, x, c, 1] = rx * fxy * fxy + ry * fyy * fyy
+                J[y, x, c, 2] = rx * fxt * fxt + ry * fyt * fyt
+                J[y, x, c, 3] = rx * fxx * fxy + ry * fxy * fyy
+                J[y, x, c, 4] = rx * fxx * fxt + ry * fxy * fyt
+                J[y, x, c, 5] = rx * fxy * fxt + ry * fyy * fyt
+
+
+@numba.njit(**JIT)
+def tensor_gray(f1, f2, hy, hx, J):
+    """Brightness constancy (``"gray"``), no normalisation."""
+    h, w, nc = f1.shape
+    ihx2 = np.float32(0.5 / (2.0 * hx))
+    ihy2 = np.float32(0.5 / (2.0 * hy))
+    for y in range(h):
+        ym = max(y - 1, 0)
+        yp = min(y + 1, h - 1)
+        for x in range(w):
+            xm = max(x - 1, 0)
+            xp = min(x + 1, w - 1)
+            for c in range(nc):
+                fx = (f1[y, xp, c] - f1[y, xm, c] + f2[y, xp, c] - f2[y, xm, c]) * ihx2
+                fy = (f1[yp, x, c] - f1[ym, x, c] + f2[yp, x, c] - f2[ym, x, c]) * ihy2
+                ft = f2[y, x, c] - f1[y, x, c]
+                J[y, x, c, 0] = fx * fx
+                J[y, x, c, 1] = fy * fy
+                J[y, x, c, 2] = ft * ft
+                J[y, x, c, 3] = fx * fy
+                J[y, x, c, 4] = fx * ft
+                J[y, x, c, 5] = fy * ft
+
+
+@numba.njit(**JIT)
+def _census_signature(f, c, dy, dx, inv_dist, eps, s):
+    h, w = s.shape
+    for y in range(h):
+        yn = min(max(y + dy, 0), h - 1)
+        for x in range(w):
+            xn = min(max(x + dx, 0), w - 1)
+            r = (f[yn, xn, c] - f[y, x, c]) * inv_dist
+            s[y, x] = np.float32(0.5) * (np.float32(1.0) + r / math.sqrt(r * r + eps * eps))
+
+
+@numba.njit(**JIT)
+def tensor_cs(f1, f2, hy, hx, J):
+    """Smoothed census transform (``"cs"``): 8 neighbours, smoothed Heaviside, x0.25."""
+    h, w, nc = f1.shape
+    s1 = np.empty((h, w), np.float32)
+    s2 = np.empty((h, w), np.float32)
+    ihx2 = np.float32(0.5 / (2.0 * hx))
+    ihy2 = np.float32(0.5 / (2.0 * hy))
+    eps = CENSUS_EPS
+    for y in range(h):
+        for x in range(w):
+            for c in range(nc):
+                for k in range(6):
+                    J[y, x, c, k] = 0.0
+    for c in range(nc):
+        for dy in range(-1, 2):
+            for dx in range(-1, 2):
+                if dy == 0 and dx == 0:
+                    continue
+                inv_dist = np.float32(1.0 / math.sqrt((hy * dy) ** 2 + (hx * dx) ** 2))
+                _census_signature(f1, c, dy, dx, inv_dist, eps, s1)
+                _census_signature(f2, c, dy, dx, inv_dist, eps, s2)
+                for y in range(h):
+                    ym = max(y - 1, 0)
+                    yp = min(y + 1, h - 1)
+                    for x in range(w):
+                        xm = max(x - 1, 0)
+                        xp = min(x + 1, w - 1)
+                        sx = (s1[y, xp] - s1[y, xm] + s2[y, xp] - s2[y, xm]) * ihx2
+                        sy = (s1[yp, x] - s1[ym, x] + s2[yp, x] - s2[ym, x]) * ihy2
+                        st = s2[y, x] - s1[y, x]
+                        J[y, x, c, 0] += sx * sx
+                        J[y, x, c, 1] += sy * sy
+                        J[y, x, c, 2] += st * st
+                        J[y, x, c, 3] += sx * sy
+                        J[y, x, c, 4] += sx * st
+                        J[y, x, c, 5] += sy * st
+    for y in range(h):
+        for x in range(w):
+            for c in range(nc):
+                for k in range(6):
+                    J[y, x, c, k] *= np.float32(0.25)

@@ -1,0 +1,144 @@
+"""Backward warping kernels: ``out(y, x) = img(y + v, x + u)``; out-of-bounds pixels take ``fill``.
+
+Interpolation: Keys cubic (a = -0.75, replicate border), bilinear, or nearest. A sample is out of
+bounds when ``x + u`` is outside [0, w) or ``y + v`` outside [0, h) (method spec §1.8).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ._flags import JIT
+
+_A = np.float32(-0.75)
+
+
+@numba.njit(**JIT)
+def _cubic_weights(t):
+    # Keys cubic weights for offsets -1, 0, 1, 2 at fractional position t in [0, 1)
+    a = _A
+    t1 = t + np.float32(1.0)
+    t2 = t
+    t3 = np.float32(1.0) - t
+    t4 = np.float32(2.0) - t
+    c2 = np.float32(2.0)
+    c3 = np.float32(3.0)
+    c4 = np.float32(4.0)
+    c5 = np.float32(5.0)
+    c8 = np.float32(8.0)
+    one = np.float32(1.0)
+    w0 = ((a * t1 - c5 * a) * t1 + c8 * a) * t1 - c4 * a
+    w1 = ((a + c2) * t2 - (a + c3)) * t2 * t2 + one
+    w2 = ((a + c2) * t3 - (a + c3)) * t3 * t3 + one
+    w3 = ((a * t4 - c5 * a) * t4 + c8 * a) * t4 - c4 * a
+    return w0, w1, w2, w3
+
+
+@numba.njit(**JIT)
+def _clampi(i, n):
+    if i < 0:
+        return 0
+    if i >= n:
+        return n - 1
+    return i
+
+
+@numba.njit(**JIT)
+def warp_image(img, u, v, fill, out, order, valid):
+    """Warp ``img`` (h, w, C) float32 by (u, v) (h, w) into ``out`` (h, w, C) float32.
+
+    ``fill`` (h, w, C) supplies out-of-bounds pixels; ``order`` 3 cubic, 1 linear, 0 nearest.
+    ``valid`` (h, w) uint8 receives 1 where the sample is in bounds.
+    """
+    h, w, nc = img.shape
+    wm1 = np.float32(w - 1)
+    hm1 = np.float32(h - 1)
+    for y in range(h):
+        for x in range(w):
+            mx = np.float32(x) + u[y, x]
+            my = np.float32(y) + v[y, x]
+            if not (mx >= 0 and mx < w and my >= 0 and my < h):
+                valid[y, x] = 0
+                for c in range(nc):
+                    out[y, x, c] = fill[y, x, c]
+                continue
+            valid[y, x] = 1
+            mx = min(max(mx, np.float32(0.0)), wm1)
+            my = min(max(my, np.float32(0.0)), hm1)
+            if order == 0:
+                xi = _clampi(int(math.floor(mx + 0.5)), w)
+                yi = _clampi(int(math.floor(my + 0.5)), h)
+                for c in range(nc):
+                    out[y, x, c] = img[yi, xi, c]
+            elif order == 1:
+                x0 = int(math.floor(mx))
+                y0 = int(math.floor(my))
+                tx = mx - x0
+                ty = my - y0
+                x1 = _clampi(x0 + 1, w)
+                y1 = _clampi(y0 + 1, h)
+                one = np.float32(1.0)
+                for c in range(nc):
+                    top = img[y0, x0, c] * (one - tx) + img[y0, x1, c] * tx
+                    bot = img[y1, x0, c] * (one - tx) + img[y1, x1, c] * tx
+                    out[y, x, c] = top * (one - ty) + bot * ty
+            else:
+                x0 = int(math.floor(mx))
+                y0 = int(math.floor(my))
+                wx0, wx1, wx2, wx3 = _cubic_weights(mx - x0)
+                wy0, wy1, wy2, wy3 = _cubic_weights(my - y0)
+                xa = _clampi(x0 - 1, w)
+                xb = x0
+                xc = _clampi(x0 + 1, w)
+                xd = _clampi(x0 + 2, w)
+                ya = _clampi(y0 - 1, h)
+                yb = y0
+                yc = _clampi(y0 + 1, h)
+                yd = _clampi(y0 + 2, h)
+                for c in range(nc):
+                    r0 = wx0 * img[ya, xa, c] + wx1 * img[ya, xb, c] + wx2 * img[ya, xc, c]
+                    r0 += wx3 * img[ya, xd, c]
+                    r1 = wx0 * img[yb, xa, c] + wx1 * img[yb, xb, c] + wx2 * img[yb, xc, c]
+                    r1 += wx3 * img[yb, xd, c]
+                    r2 = wx0 * img[yc, xa, c] + wx1 * img[yc, xb, c] + wx2 * img[yc, xc, c]
+                    r2 += wx3 * img[yc, xd, c]
+                    r3 = wx0 * img[yd, xa, c] + wx1 * img[yd, xb, c] + wx2 * img[yd, xc, c]
+                    r3 += wx3 * img[yd, xd, c]
+                    out[y, x, c] = wy0 * r0 + wy1 * r1 + wy2 * r2 + wy3 * r3
+
+
+@numba.njit(**JIT)
+def valid_mask(u, v, out):
+    """``out`` (h, w) uint8 = 1 where (x + u, y + v) lies inside the frame."""
+    h, w = u.shape
+    for y in range(h):
+        for x in range(w):
+            mx = x + u[y, x]
+            my = y + v[y, x]
+            out[y, x] = 1 if (mx >= 0 and mx < w and my >= 0 and my < h) else 0
+
+
+@numba.njit(**JIT)
+def bilinear_sample_flow(flow_u, flow_v, du, dv, out_u, out_v):
+    """out(p) = flow(p + d(p)) with bilinear interpolation and replicate border (flow composition)."""
+    h, w = flow_u.shape
+    for y in range(h):
+        for x in range(w):
+            mx = min(max(np.float32(x) + du[y, x], np.float32(0.0)), np.float32(w - 1))
+            my = min(max(np.float32(y) + dv[y, x], np.float32(0.0)), np.float32(h - 1))
+            x0 = int(math.floor(mx))
+            y0 = int(math.floor(my))
+            tx = mx - x0
+            ty = my - y0
+            x1 = _clampi(x0 + 1, w)
+            y1 = _clampi(y0 + 1, h)
+            one = np.float32(1.0)
+            a = flow_u[y0, x0] * (one - tx) + flow_u[y0, x1] * tx
+            b = flow_u[y1, x0] * (one - tx) + flow_u[y1, x1] * tx
+            out_u[y, x] = a * (one - ty) + b * ty
+            a = flow_v[y0, x0] * (one - tx) + flow_v[y0, x1] * tx
+            b = flow_v[y1, x0] * (one - tx) + flow_v[y1, x1] * tx
+            out_v[y, x] = a * (one - ty) + b * ty
