@@ -40,6 +40,8 @@ import json
 import math
 import os
 import pathlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,12 +321,24 @@ class SyntheticSpec:
         scene = _scene(_scene_key(self))
         motion = _motion(_motion_key(self))
         act = _activity(_activity_key(self, scene.n_cells)) if _has_activity(self) else None
-        for i, t in enumerate(range(start, stop)):
-            g, w = _solve_fields(motion, motion.rigid[t], motion.coef[t], self.max_displacement)
-            flow[i, ..., 0] = w[1]
-            flow[i, ..., 1] = w[0]
-            clean = _render(self, scene, g, act, t)
+
+        def detect(i: int, clean: np.ndarray, t: int) -> None:
             movie[i] = _detect(self, clean, t)
+
+        # The detector noise (numpy's Poisson sampler releases the GIL) of frame i runs in a
+        # helper thread while frame i + 1 is warped; at most two frames are in flight.
+        with ThreadPoolExecutor(max_workers=1) if n > 1 and self.noise else _Inline() as pool:
+            pending: deque[Future] = deque()
+            for i, t in enumerate(range(start, stop)):
+                g, w = _solve_fields(motion, motion.rigid[t], motion.coef[t], self.max_displacement)
+                flow[i, ..., 0] = w[1]
+                flow[i, ..., 1] = w[0]
+                clean = _render(self, scene, g, act, t)
+                pending.append(pool.submit(detect, i, clean, t))
+                while len(pending) > 1:
+                    pending.popleft().result()
+            while pending:
+                pending.popleft().result()
         return movie, flow
 
 
@@ -926,6 +940,24 @@ def _spline_matrix(n_fine: int, n_nodes: int, spacing: float, margin: int) -> np
     return out.astype(np.float32)
 
 
+def _smooth_process(
+    rng: np.random.Generator, T: int, shape: tuple[int, ...], sigma: float, n_terms: int = 16
+) -> np.ndarray:
+    """Stationary smooth random series, ``(T, *shape)``, zero mean and unit variance.
+
+    A random-phase sum of cosines whose frequencies follow the spectrum of white noise smoothed
+    with a Gaussian of ``sigma`` frames. Unlike filtering white noise it is stationary and has
+    unit variance for any length, including recordings shorter than ``sigma``.
+    """
+    omega = rng.standard_normal((n_terms, *shape)) / (math.sqrt(2.0) * max(sigma, 0.5))
+    phase = rng.uniform(0.0, 2 * np.pi, (n_terms, *shape))
+    t = np.arange(T, dtype=np.float64).reshape((T,) + (1,) * len(shape))
+    out = np.zeros((T, *shape))
+    for m in range(n_terms):
+        out += np.cos(omega[m] * t + phase[m])
+    return out * math.sqrt(2.0 / n_terms)
+
+
 @functools.lru_cache(maxsize=6)
 def _motion(key: tuple) -> _Motion:
     seed, T, H, W, drift_px, jitter_px, nonrigid_px, cap, fps = key
@@ -967,10 +999,7 @@ def _motion(key: tuple) -> _Motion:
     lam = np.maximum(rng.uniform(0.4, 1.2, K) * L, 48.0)
     theta = rng.uniform(0, np.pi, K)
     phase0 = rng.uniform(0, 2 * np.pi, K)
-    sig_t = max(0.7 * fps, 1.0)  # temporal smoothing (frames)
-    raw = rng.standard_normal((T, 2 * K, 2))
-    smooth = ndi.gaussian_filter1d(raw, sig_t, axis=0, mode="reflect") if T > 1 else raw
-    smooth *= math.sqrt(2 * math.sqrt(math.pi) * sig_t) if T > 1 else 1.0
+    smooth = _smooth_process(rng, T, (2 * K, 2), 0.7 * fps)
     coef = smooth * (nonrigid_px / math.sqrt(2 * K))
 
     # coarse grid of nodes covering the frame +- (cap + margin)
@@ -1096,17 +1125,27 @@ def _activity(key: tuple) -> _Activity:
             trace[k] = cd - cr
         trace *= norm[None]
         dff[c] = (_DFF_MAX * np.tanh(trace / _DFF_MAX)).astype(np.float32)
-        slow = rng.standard_normal(T)
-        if T > 1:
-            sig = max(2.0 * fps, 1.0)
-            slow = ndi.gaussian_filter1d(slow, sig, mode="reflect") * math.sqrt(
-                2 * math.sqrt(math.pi) * sig
-            )
+        slow = _smooth_process(rng, T, (), 2.0 * fps)
         neuropil[c] = (0.03 * slow).astype(np.float32)
     return _Activity(dff=dff, neuropil=neuropil)
 
 
 # ----------------------------------------------------------------- rendering and detection
+
+
+class _Inline:
+    """Executor-like object running submitted calls at once (no thread for tiny jobs)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        fut.set_result(fn(*args))
+        return fut
 
 
 @functools.lru_cache(maxsize=6)

@@ -211,19 +211,15 @@ def resolve_params(options: Any = None, n_channels: int | None = None, **params:
                 f"options: expected an OFOptions, a FlowParams or a dict, got {type(options).__name__}"
             )
         base = dict(options.to_flow_kwargs())
-        default_weight = list(getattr(type(options), "model_fields", {}).get("weight").default) \
-            if hasattr(type(options), "model_fields") and "weight" in type(options).model_fields \
-            else None
         wt = base.get("weight")
         if (
             n_channels is not None
-            and default_weight is not None
             and isinstance(wt, Sequence)
-            and not isinstance(wt, np.ndarray)
-            and np.allclose(list(wt), default_weight)
+            and not isinstance(wt, (str, np.ndarray))
             and len(wt) != n_channels
+            and np.allclose(list(wt), [0.5, 0.5])
         ):
-            base["weight"] = None  # the model's default (two equal weights) means "equal weights"
+            base["weight"] = None  # the options' default (two equal weights) means "equal weights"
     base.update(params)
     preset = base.pop("quality_setting", None)
     if preset is not None and "min_level" not in params:

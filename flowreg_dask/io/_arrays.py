@@ -24,6 +24,7 @@ __all__ = [
     "parse_axes",
     "default_axes",
     "axes_from_names",
+    "axis_letter",
     "frames_layout",
     "to_tyxc",
     "AxesArrayFrames",
@@ -101,6 +102,13 @@ def parse_axes(axes: str, ndim: int, *, where: str) -> str:
     return ax
 
 
+def axis_letter(name: Any) -> str | None:
+    """Axis letter for a dimension name (``"time"`` -> ``"t"``); None if unknown."""
+    if name is None:
+        return None
+    return _NAME_ALIASES.get(str(name).strip().lower())
+
+
 def axes_from_names(names: Sequence[Any] | None) -> str | None:
     """Axes letters from dimension names (``('t', 'c', 'y', 'x')``, ``('time', ...)``).
 
@@ -110,9 +118,7 @@ def axes_from_names(names: Sequence[Any] | None) -> str | None:
         return None
     letters = []
     for name in names:
-        if name is None:
-            return None
-        letter = _NAME_ALIASES.get(str(name).strip().lower())
+        letter = axis_letter(name)
         if letter is None:
             return None
         letters.append(letter)

@@ -311,6 +311,11 @@ class LazyFrames:
         for name, value in state.items():
             object.__setattr__(self, name, value)
 
+    def __dask_tokenize__(self) -> object:
+        from dask.base import tokenize
+
+        return (type(self).__qualname__, tokenize(self.__getstate__()))
+
     def __repr__(self) -> str:
         t, h, w, c = self.shape
         src = self.metadata.get("source")

@@ -301,21 +301,28 @@ def _validate_positive_float(value: Any, name: str) -> float | None:
 
 
 def _cast_to(arr: np.ndarray, dtype: np.dtype[Any], name: str) -> np.ndarray:
-    """Cast ``arr`` to the store dtype; floats going to integers are rounded and clipped."""
+    """Cast ``arr`` to the store dtype.
+
+    Float targets take any real input. Integer targets round float input to the nearest integer
+    (NaN becomes 0) and clip every input to the dtype's range, so nothing wraps around.
+    """
     if arr.dtype == dtype:
         return arr
-    if dtype.kind in "iu" and arr.dtype.kind == "f":
-        info = np.iinfo(dtype)
+    if arr.dtype.kind not in "biuf":
+        raise InvalidInputError(
+            f"{name} has dtype {arr.dtype}, which cannot be stored as the store dtype {dtype}. "
+            f"Convert it to {dtype} (or a float dtype) first."
+        )
+    if dtype.kind == "f" or np.can_cast(arr.dtype, dtype, casting="safe"):
+        return arr.astype(dtype)
+    info = np.iinfo(dtype)
+    if arr.dtype.kind == "f":
         out = np.rint(arr)
         np.clip(out, info.min, info.max, out=out)
         out[np.isnan(out)] = 0
         return out.astype(dtype)
-    if np.can_cast(arr.dtype, dtype, casting="same_kind"):
-        return arr.astype(dtype)
-    raise InvalidInputError(
-        f"{name} has dtype {arr.dtype}, which cannot be stored as the store dtype {dtype}. "
-        f"Convert it to {dtype} (or a float dtype) first."
-    )
+    src = np.iinfo(arr.dtype)
+    return np.clip(arr, max(info.min, src.min), min(info.max, src.max)).astype(dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -361,8 +368,12 @@ class CorrectedStore:
 
     def __repr__(self) -> str:
         where = "" if self._work == self._path else f", building in {str(self._work)!r}"
+        try:
+            status = self.status
+        except (OSError, ValueError):
+            status = "missing"
         return (
-            f"CorrectedStore({str(self._path)!r}, status={self.status!r}, "
+            f"CorrectedStore({str(self._path)!r}, status={status!r}, "
             f"chunks={len(self.done_chunks())}/{self.n_chunks}{where})"
         )
 
@@ -521,8 +532,9 @@ class CorrectedStore:
                 )
             return cls._open_work(target, temp, record, resume=resume)
         # incomplete store at the target
-        if same and resume:
-            return cls._open_work(target, target, record, resume=True)
+        layout_ok = all(existing.get(f) == record.get(f) for f in _LAYOUT_FIELDS)
+        if same and resume and (layout_ok or not overwrite):
+            return cls._open_work(target, target, record, resume=True)  # explains a mismatch
         if overwrite:
             return cls._open_work(target, temp, record, resume=resume)
         n_done = len(_done_indices(target, len(existing.get("chunk_bounds", []))))
@@ -683,9 +695,8 @@ class CorrectedStore:
                 store._prepare_resume(record)
                 return store
             if kind == "store":
-                _remove_own_store(
-                    work
-                )  # our own skeleton, or temp store of this run (resume=False)
+                # our own skeleton, or a temporary store that may not be resumed
+                _remove_own_store(work)
             store = cls(target, work, record)
             store._build()
             return store

@@ -1,0 +1,584 @@
+"""TIFF reader (tifffile): multi-page, BigTIFF, ImageJ hyperstacks, OME-TIFF, ScanImage.
+
+How a file becomes ``(T, H, W, C)``
+-----------------------------------
+The first image series that tifffile finds gives a shape and axis letters (``TZCYXS``
+order for ImageJ, ``TCZYX`` etc. for OME, ``ZTCYX`` for ScanImage, ``QYX``/``IYX`` for plain
+multi-page files). Its axes are read as:
+
+* ``Y`` and ``X``: the frame; ``C`` and ``S`` (samples, e.g. RGB): channels, outer axes
+  major, samples minor;
+* every other axis (``T``, ``Z``, ``I``, ``Q``, ...): frames, flattened in the order they
+  are stored (for ImageJ ``TZCYX``: t major, z minor).
+
+So a multi-channel ImageJ hyperstack (``TCYX``, ``TZCYX``) or OME-TIFF is read with its
+channels separated, without ``deinterleave``. Arrays written by ``tifffile.imwrite`` without
+axes metadata are read positionally as (H, W), (T, H, W) or (T, H, W, C). ``axes="tcyx"``
+(one letter per dimension of the series, squeezed) overrides the file's labels. An ImageJ file
+that declares only channels (more than 4) and no time or z axis is read with the channels as
+frames, with a warning.
+
+``deinterleave=N`` makes N consecutive single-channel frames one N-channel frame (files saved
+with channels as alternating pages, e.g. suite2p or ScanImage). ScanImage files are
+recognised (``TiffFile.is_scanimage``) and the number of saved channels in their metadata
+de-interleaves them automatically when tifffile has not already split the channels; an
+explicit ``deinterleave > 1`` overrides the metadata, ``scanimage=False`` disables it.
+
+Reading is lazy: opening parses the TIFF structure only. Frames are read from a memory map of
+the series when its data are contiguous and uncompressed, otherwise page by page
+(``TiffFile.asarray(key=pages)``), touching only the pages of the requested frames.
+
+Frame rate and pixel size come from ImageJ metadata (``finterval``/``fps``, resolution and
+``unit``), OME-XML (``TimeIncrement``, ``PhysicalSizeX/Y``, channel names), ScanImage metadata
+(``scanFrameRate``, ``imagingFovUm``, channel names) or the TIFF resolution tags when their unit
+is a length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from ..errors import InvalidInputError
+from ._arrays import parse_axes
+from ._lazy import DeinterleavedFrames, LazyFrames, cached_handle, check_unchanged, file_stamp
+from ._registry import Reader
+from ._util import interval_to_rate, length_to_um, positive_float, warn_user
+
+__all__ = ["TiffReader", "TiffFrames"]
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_FRAME_AXES = "TZIQ"
+_CHANNEL_AXES = "CS"
+# tifffile log messages that mean the file structure is cut off or damaged
+_STRUCTURAL_LOG = (
+    "invalid page offset",
+    "invalid offset",
+    "invalid value offset",
+    "corrupted",
+    "truncated",
+    "failed to reshape",
+    "metadata invalid",
+    "suspicious number of tags",
+)
+
+
+class TiffFrames(LazyFrames):
+    """Frames of one TIFF image series.
+
+    The series is addressed as ``n_planes`` planes (one per combination of the outer, non-
+    image axes), each of ``plane_shape`` stored contiguously in page order; a plane is one page
+    in all common files.
+    """
+
+    __slots__ = (
+        "path",
+        "stamp",
+        "series_index",
+        "outer_shape",
+        "outer_kinds",
+        "plane_shape",
+        "plane_perm",
+        "page_elems",
+        "contiguous",
+    )
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        stamp: tuple[int, int],
+        series_index: int,
+        outer_shape: tuple[int, ...],
+        outer_kinds: str,
+        plane_shape: tuple[int, ...],
+        plane_perm: tuple[int, ...],
+        page_elems: int,
+        contiguous: tuple[int, str] | None,
+        dtype: Any,
+        metadata: dict[str, Any],
+    ) -> None:
+        n_frames = int(np.prod([s for s, k in zip(outer_shape, outer_kinds) if k == "f"]))
+        n_co = int(np.prod([s for s, k in zip(outer_shape, outer_kinds) if k == "c"]))
+        plane_sorted = [plane_shape[i] for i in plane_perm]
+        h, w = plane_sorted[0], plane_sorted[1]
+        n_ci = int(np.prod(plane_sorted[2:]))
+        super().__init__((n_frames, h, w, n_co * n_ci), dtype, metadata)
+        self.path = path
+        self.stamp = stamp
+        self.series_index = series_index
+        self.outer_shape = tuple(outer_shape)
+        self.outer_kinds = outer_kinds
+        self.plane_shape = tuple(plane_shape)
+        self.plane_perm = tuple(plane_perm)
+        self.page_elems = int(page_elems)
+        self.contiguous = contiguous
+
+    # -- plane bookkeeping ---------------------------------------------------------------
+    def _plane_indices(self, start: int, stop: int) -> np.ndarray:
+        """Plane index for every (frame, outer channel) pair: shape (n, n_outer_channels)."""
+        frames = np.arange(start, stop)
+        fshape = [s for s, k in zip(self.outer_shape, self.outer_kinds) if k == "f"]
+        cshape = [s for s, k in zip(self.outer_shape, self.outer_kinds) if k == "c"]
+        n, n_co = frames.size, int(np.prod(cshape))
+        if not self.outer_shape:
+            return np.zeros((n, 1), dtype=np.int64)
+        fidx = np.unravel_index(frames, fshape) if fshape else ()
+        cidx = np.unravel_index(np.arange(n_co), cshape) if cshape else ()
+        coords, fi, ci = [], 0, 0
+        for kind in self.outer_kinds:
+            if kind == "f":
+                coords.append(np.broadcast_to(fidx[fi][:, None], (n, n_co)))
+                fi += 1
+            else:
+                coords.append(np.broadcast_to(cidx[ci][None, :], (n, n_co)))
+                ci += 1
+        return np.ravel_multi_index(coords, self.outer_shape).astype(np.int64)
+
+    def _tiff(self) -> tifffile.TiffFile:
+        return cached_handle(
+            ("tiff", self.path, self.stamp), lambda: tifffile.TiffFile(self.path, mode="rb")
+        )
+
+    def _read_planes(self, planes: np.ndarray) -> np.ndarray:
+        """Planes as a (len(planes), plane_elems) array in file dtype."""
+        plane_elems = int(np.prod(self.plane_shape))
+        n_planes = int(np.prod(self.outer_shape))
+        if self.contiguous is not None:
+            offset, typecode = self.contiguous
+            mm = cached_handle(
+                ("tiff-memmap", self.path, self.stamp, offset),
+                lambda: np.memmap(
+                    self.path, dtype=typecode, mode="r", offset=offset,
+                    shape=(n_planes * plane_elems,),
+                ),
+            )
+            return np.asarray(mm.reshape(n_planes, plane_elems)[planes])
+        tif = self._tiff()
+        p = self.page_elems
+        if plane_elems == p:
+            pages = planes
+        else:
+            first = planes * plane_elems // p
+            last = ((planes + 1) * plane_elems - 1) // p
+            pages = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last)])
+        uniq, inverse = np.unique(pages, return_inverse=True)
+        data = tif.asarray(key=uniq.tolist(), series=self.series_index, maxworkers=1)
+        data = np.asarray(data).reshape(uniq.size, p)
+        if plane_elems == p:
+            return data[inverse.reshape(-1)]
+        row = {int(pg): i for i, pg in enumerate(uniq)}
+        out = np.empty((planes.size, plane_elems), dtype=data.dtype)
+        for j, q in enumerate(planes):
+            a, b = int(first[j]), int(last[j])
+            flat = data[[row[k] for k in range(a, b + 1)]].reshape(-1)
+            lo = int(q) * plane_elems - a * p
+            out[j] = flat[lo : lo + plane_elems]
+        return out
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        check_unchanged(self.path, self.stamp)
+        planes = self._plane_indices(start, stop)
+        n, n_co = planes.shape
+        data = self._read_planes(planes.reshape(-1))
+        data = data.reshape(n, n_co, *self.plane_shape)
+        data = data.transpose(0, 1, *[2 + i for i in self.plane_perm])  # (n, n_co, Y, X, ...)
+        _, h, w, c = self.shape
+        data = data.reshape(n, n_co, h, w, c // n_co).transpose(0, 2, 3, 1, 4)
+        return data.reshape(n, h, w, c).astype(self.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# opening
+# --------------------------------------------------------------------------------------------
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _capture_tifffile_log() -> Iterator[list[str]]:
+    logger = logging.getLogger("tifffile")
+    handler = _LogCapture()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def _truncated(path: str, detail: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"TIFF file '{path}' seems truncated or corrupted ({detail}). Check that it was copied "
+        "completely and that the acquisition software finished writing it; re-export or "
+        "re-copy it."
+    )
+
+
+def _semantic_axes(tif: tifffile.TiffFile, series: Any, axes: str | None, path: str) -> str:
+    """Axis letters of ``series.shape`` as this reader interprets them (tifffile letters)."""
+    shape, tax = tuple(series.shape), series.axes
+    if axes is not None:
+        ax = parse_axes(axes, len(shape), where=f"TIFF file '{path}' (series shape {shape})")
+        return ax.upper()
+    if series.kind == "shaped":
+        shaped = tif.shaped_metadata or ({},)
+        if "axes" not in (shaped[0] or {}):
+            # written by tifffile without axes: the shape is the user's array shape
+            if tax.endswith("YXS") and len(shape) <= 4:
+                return "T" * (len(shape) - 3) + "YXS"
+            positional = {2: "YX", 3: "TYX", 4: "TYXC"}.get(len(shape))
+            if positional is None:
+                msg = (
+                    f"TIFF file '{path}' holds a {len(shape)}-D array {shape} without axis "
+                    "labels; pass axes='...' (letters t, z, y, x, c), e.g. axes='tzyxc'"
+                )
+                raise InvalidInputError(msg)
+            return positional
+    return tax
+
+
+def _layout(
+    tif: tifffile.TiffFile, series: Any, ax: str, path: str
+) -> tuple[tuple[int, ...], str, tuple[int, ...], tuple[int, ...]]:
+    """Split series axes into outer axes (frames/channels) and the image plane."""
+    shape = tuple(int(s) for s in series.shape)
+    if "Y" not in ax or "X" not in ax:
+        msg = (
+            f"TIFF file '{path}' has axes {ax!r} (shape {shape}) without both Y and X; pass "
+            "axes='...' to say which dimensions are the image rows (y) and columns (x)"
+        )
+        raise InvalidInputError(msg)
+    ps = min(ax.index("Y"), ax.index("X"))
+    plane_ax = ax[ps:]
+    bad = [a for a in plane_ax if a not in "YX" + _CHANNEL_AXES]
+    if bad:
+        msg = (
+            f"TIFF file '{path}' has axes {ax!r} with {bad[0]!r} inside the image plane; pass "
+            "axes='...' to relabel the dimensions"
+        )
+        raise InvalidInputError(msg)
+    outer_ax, outer_shape = ax[:ps], shape[:ps]
+    kinds = []
+    for a in outer_ax:
+        if a in _CHANNEL_AXES:
+            kinds.append("c")
+        else:
+            kinds.append("f")
+            if a not in _FRAME_AXES:
+                warn_user(
+                    f"TIFF file '{path}': axis {a!r} ({tifffile.TIFF.AXES_NAMES.get(a, a)}) is "
+                    "read as frames; pass axes='...' to relabel it"
+                )
+    if "f" not in kinds and "c" in kinds:
+        i = kinds.index("c")
+        if outer_shape[i] > 4:
+            warn_user(
+                f"TIFF file '{path}' declares {outer_shape[i]} channels and no time or z axis; "
+                "reading the channels as frames. Pass axes='cyx' (or similar) to keep them as "
+                "channels."
+            )
+            kinds[i] = "f"
+    plane_shape = shape[ps:]
+    perm = [plane_ax.index("Y"), plane_ax.index("X")] + [
+        i for i, a in enumerate(plane_ax) if a in _CHANNEL_AXES
+    ]
+    return outer_shape, "".join(kinds), plane_shape, tuple(perm)
+
+
+def _check_complete(
+    tif: tifffile.TiffFile, series: Any, n_elems: int, log: list[str], path: str
+) -> tuple[int, str] | None:
+    """Raise if the file is cut off; return ``(offset, typecode)`` if the data is contiguous."""
+    filesize = os.path.getsize(path)
+    structural = [m for m in log if any(s in m.lower() for s in _STRUCTURAL_LOG)]
+    if structural:
+        raise _truncated(path, "tifffile: " + structural[0].split("> ", 1)[-1][:200])
+    if tif.is_imagej and series.kind != "imagej":
+        raise _truncated(path, "its ImageJ metadata do not match the pages in the file")
+    keyframe = series.keyframe
+    itemsize = series.dtype.itemsize
+    offset = series.dataoffset
+    if offset is not None and keyframe.is_final and keyframe.parent.filehandle.is_file:
+        if offset + n_elems * itemsize > filesize:
+            raise _truncated(
+                path,
+                f"image data end at byte {offset + n_elems * itemsize} but the file has "
+                f"{filesize} bytes",
+            )
+        return int(offset), tif.byteorder + series.dtype.char
+    page_elems = int(np.prod(keyframe.shape))
+    if len(series) * page_elems < n_elems:
+        raise _truncated(
+            path, f"its metadata describe {n_elems // page_elems} images but only "
+            f"{len(series)} pages were found"
+        )
+    if not series.is_multifile:
+        last = series[len(series) - 1]
+        if last is None or len(last.dataoffsets) == 0:
+            raise _truncated(path, "the last page cannot be located")
+        end = max(int(o) + int(c) for o, c in zip(last.dataoffsets, last.databytecounts))
+        if end > filesize:
+            raise _truncated(
+                path, f"the last page's data end at byte {end} but the file has {filesize} bytes"
+            )
+    return None
+
+
+def _imagej_metadata(tif: tifffile.TiffFile) -> dict[str, Any]:
+    meta = tif.imagej_metadata or {}
+    out: dict[str, Any] = {}
+    rate = interval_to_rate(meta.get("finterval"), "s") if meta.get("finterval") else None
+    if rate is None:
+        rate = positive_float(meta.get("fps"))
+    out["frame_rate"] = rate
+    unit = meta.get("unit")
+    if unit:
+        xres, yres = tif.pages.first.get_resolution()
+        px = length_to_um(1.0 / xres, unit) if xres else None
+        py = length_to_um(1.0 / yres, unit) if yres else None
+        out["pixel_size"] = px
+        if px and py and abs(px - py) > 1e-9 * px:
+            out["pixel_size_yx"] = [py, px]
+    return out
+
+
+def _ome_metadata(tif: tifffile.TiffFile, series_index: int) -> dict[str, Any]:
+    try:
+        root = ET.fromstring(tif.ome_metadata)  # noqa: S314 - local file, read-only
+    except (ET.ParseError, TypeError, ValueError):
+        return {}
+    images = root.findall("{*}Image")
+    if not images:
+        return {}
+    pixels = images[min(series_index, len(images) - 1)].find("{*}Pixels")
+    if pixels is None:
+        return {}
+    a = pixels.attrib
+    out: dict[str, Any] = {}
+    px = length_to_um(a.get("PhysicalSizeX"), a.get("PhysicalSizeXUnit", "µm"))
+    py = length_to_um(a.get("PhysicalSizeY"), a.get("PhysicalSizeYUnit", "µm"))
+    if px is not None:
+        out["pixel_size"] = px
+        if py and abs(px - py) > 1e-9 * px:
+            out["pixel_size_yx"] = [py, px]
+    if a.get("TimeIncrement"):
+        out["frame_rate"] = interval_to_rate(a["TimeIncrement"], a.get("TimeIncrementUnit", "s"))
+    names = [ch.attrib.get("Name") for ch in pixels.findall("{*}Channel")]
+    if names and all(names):
+        out["channel_names"] = names
+    return out
+
+
+def _resolution_metadata(tif: tifffile.TiffFile) -> dict[str, Any]:
+    page = tif.pages.first
+    unit = {2: "inch", 3: "cm", 4: "mm", 5: "um"}.get(int(page.resolutionunit))
+    if unit is None:
+        return {}
+    xres, yres = page.get_resolution()
+    if not xres or (xres == 1 and yres == 1):
+        return {}
+    scale = 25400.0 if unit == "inch" else length_to_um(1.0, unit)
+    return {"pixel_size": scale / xres}
+
+
+def _scanimage_framedata(tif: tifffile.TiffFile) -> dict[str, Any]:
+    """Non-varying ScanImage frame data (``SI.*`` keys, or ``state.*`` for ScanImage 3)."""
+    framedata: dict[str, Any] = {}
+    with contextlib.suppress(Exception):
+        framedata.update((tif.scanimage_metadata or {}).get("FrameData") or {})
+    if framedata:
+        return framedata
+    page = tif.pages.first
+    for text in (page.software, page.description):
+        if "SI." in (text or ""):
+            with contextlib.suppress(Exception):
+                parsed = tifffile.matlabstr2py(text)
+                if isinstance(parsed, dict):
+                    framedata.update({k: v for k, v in parsed.items() if k.startswith("SI")})
+    if not framedata and (page.description or "").startswith("state."):
+        for line in page.description.replace("\r", "\n").split("\n"):
+            key, sep, value = line.partition("=")
+            if sep:
+                framedata[key.strip()] = value.strip().strip("'")
+    return framedata
+
+
+def _scanimage_info(tif: tifffile.TiffFile, width: int) -> dict[str, Any]:
+    fd = _scanimage_framedata(tif)
+    out: dict[str, Any] = {"scanimage": True}
+    saved = fd.get("SI.hChannels.channelSave")
+    if saved is not None:
+        ids = [int(v) for v in np.ravel(np.asarray(saved, dtype=object)).tolist()]
+    elif "state.acq.numberOfChannelsSave" in fd:
+        ids = list(range(1, int(float(fd["state.acq.numberOfChannelsSave"])) + 1))
+    else:
+        ids = [1]
+    out["n_channels"] = len(ids)
+    names = fd.get("SI.hChannels.channelName")
+    if isinstance(names, (list, tuple)) and all(1 <= i <= len(names) for i in ids):
+        out["channel_names"] = [str(names[i - 1]) for i in ids]
+    out["frame_rate"] = positive_float(
+        fd.get("SI.hRoiManager.scanFrameRate", fd.get("state.acq.frameRate"))
+    )
+    fov = fd.get("SI.hRoiManager.imagingFovUm")
+    if fov is not None:
+        with contextlib.suppress(Exception):
+            corners = np.asarray(fov, dtype=float).reshape(-1, 2)
+            out["pixel_size"] = positive_float(np.ptp(corners[:, 0]) / width)
+    return out
+
+
+class TiffReader(Reader):
+    """TIFF, BigTIFF, ImageJ hyperstack, OME-TIFF and ScanImage files via tifffile."""
+
+    name = "tiff"
+    description = "TIFF / BigTIFF / ImageJ hyperstack / OME-TIFF / ScanImage (tifffile)"
+    url = "https://github.com/cgohlke/tifffile"
+    extensions = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".btf", ".tf8", ".stk", ".lsm")
+
+    def sniff(self, path: str, header: bytes) -> bool:
+        return header[:4] in _TIFF_MAGIC
+
+    def open(
+        self,
+        path: str,
+        *,
+        deinterleave: int = 1,
+        axes: str | None = None,
+        scanimage: bool = True,
+        series: int = 0,
+    ) -> LazyFrames:
+        """Open a TIFF file.
+
+        Parameters
+        ----------
+        path : str
+            The file.
+        deinterleave : int
+            ``N > 1``: N consecutive single-channel frames form one N-channel frame. 1 (default)
+            uses the channel count from ScanImage metadata when present.
+        axes : str, optional
+            Letters (t, z, y, x, c) for the dimensions of the (squeezed) image series, to
+            override the labels in the file.
+        scanimage : bool
+            Use ScanImage metadata to de-interleave channels (default True).
+        series : int
+            Index of the image series in files holding several (default 0).
+        """
+        stamp = file_stamp(path)
+        with _capture_tifffile_log() as log:
+            try:
+                tif = tifffile.TiffFile(path, mode="rb")
+            except Exception as exc:
+                raise _truncated(path, f"tifffile could not parse it: {exc}") from exc
+            try:
+                with tif:
+                    return self._open(tif, path, stamp, deinterleave, axes, scanimage, series, log)
+            except InvalidInputError:
+                raise
+            except Exception as exc:
+                raise _truncated(path, f"reading its structure failed: {exc!r}") from exc
+
+    def _open(
+        self,
+        tif: tifffile.TiffFile,
+        path: str,
+        stamp: tuple[int, int],
+        deinterleave: int,
+        axes: str | None,
+        scanimage: bool,
+        series_index: int,
+        log: list[str],
+    ) -> LazyFrames:
+        if not tif.series or len(tif.pages) == 0:
+            raise _truncated(path, "no image pages were found")
+        if not 0 <= series_index < len(tif.series):
+            msg = (
+                f"TIFF file '{path}' has {len(tif.series)} image series; series={series_index} "
+                "does not exist"
+            )
+            raise InvalidInputError(msg)
+        series = tif.series[series_index]
+        ax = _semantic_axes(tif, series, axes, path)
+        outer_shape, kinds, plane_shape, perm = _layout(tif, series, ax, path)
+        n_elems = int(np.prod(series.shape))
+        contiguous = _check_complete(tif, series, n_elems, log, path)
+
+        meta: dict[str, Any] = {
+            "source": path,
+            "format": self.name,
+            "files": [path],
+            "tiff_axes": ax,
+            "tiff_series_kind": series.kind,
+        }
+        meta.update(_resolution_metadata(tif))
+        if tif.is_imagej:
+            meta.update({k: v for k, v in _imagej_metadata(tif).items() if v is not None})
+        if tif.is_ome:
+            meta.update({k: v for k, v in _ome_metadata(tif, series_index).items() if v is not None})
+
+        frames = TiffFrames(
+            path=path,
+            stamp=stamp,
+            series_index=series_index,
+            outer_shape=outer_shape,
+            outer_kinds=kinds,
+            plane_shape=plane_shape,
+            plane_perm=perm,
+            page_elems=int(np.prod(series.keyframe.shape)),
+            contiguous=contiguous,
+            dtype=series.dtype,
+            metadata=meta,
+        )
+
+        n = int(deinterleave)
+        names = meta.get("channel_names")
+        if tif.is_scanimage and scanimage:
+            si = _scanimage_info(tif, frames.shape[2])
+            meta.update({k: v for k, v in si.items() if v is not None and k != "channel_names"})
+            n_si = si["n_channels"]
+            if frames.shape[3] == 1 and n_si > 1:
+                if n == 1:
+                    n = n_si
+                    names = si.get("channel_names")
+                elif n != n_si:
+                    warn_user(
+                        f"ScanImage file '{path}' saved {n_si} channels but deinterleave={n} was "
+                        f"given; using deinterleave={n}"
+                    )
+            elif frames.shape[3] == n_si:
+                names = si.get("channel_names")
+            frames.metadata.update(meta)
+        if names is not None and len(names) != frames.shape[3] * n:
+            names = None
+        frames.metadata["channel_names"] = names if n == 1 else None
+        if n > 1:
+            t = frames.shape[0]
+            if t < n:
+                msg = (
+                    f"TIFF file '{path}' has {t} frame(s), fewer than deinterleave={n}; nothing "
+                    "to de-interleave"
+                )
+                raise InvalidInputError(msg)
+            if t % n:
+                warn_user(
+                    f"TIFF file '{path}' has {t} frames, not a multiple of deinterleave={n}; the "
+                    f"last {t % n} frame(s) are ignored"
+                )
+            frames = DeinterleavedFrames(frames, n, channel_names=names)
+            frames.metadata["deinterleave"] = n
+        return frames

@@ -1,0 +1,462 @@
+"""Public entry points: lazy ``register``, file-to-file ``compensate_recording`` and in-memory
+``compensate_arr``. Thin: they resolve options, then hand over to the graph, the runner and the
+output store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .._version import __version__
+from ..core.params import FlowParams, resolve_params
+from ..errors import InvalidInputError, InvalidOptionError, UnsupportedFormatError
+from ..options import OFOptions, RegistrationConfig
+from ..store.zarr_store import CorrectedStore
+from .blocks import STAT_NAMES
+from .graph import Prepared, prepare, registration_blocks, split_outputs
+from .progress import FrameProgress
+from .reference import check_reference_shape, resolve_reference
+from .run import Runner, runner
+
+__all__ = ["register", "compensate_recording", "compensate_arr"]
+
+DIMS = ("t", "y", "x", "c")
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def _as_options(options: Any) -> OFOptions:
+    if options is None:
+        return OFOptions()
+    if isinstance(options, OFOptions):
+        return options
+    if isinstance(options, dict):
+        return OFOptions.from_dict(options)
+    if isinstance(options, (str, Path)):
+        return OFOptions.load(options)
+    raise InvalidOptionError(
+        f"options: expected an OFOptions, a dict or a path to an options file, got "
+        f"{type(options).__name__}"
+    )
+
+
+def _as_recording(source: Any, options: OFOptions) -> xr.DataArray:
+    """A (t, y, x, c) dask-backed DataArray chunked by ``buffer_size`` frames."""
+    if isinstance(source, xr.DataArray) and tuple(source.dims) == DIMS:
+        rec = source
+        if rec.chunks is None or rec.data.chunks[0][0] != options.buffer_size:
+            rec = rec.chunk({"t": options.buffer_size, "y": -1, "x": -1, "c": -1})
+    else:
+        from ..io import open_recording
+
+        rec = open_recording(source, buffer_size=options.buffer_size, bin_size=options.bin_size)
+    if rec.shape[0] == 0:
+        raise InvalidInputError("recording: has zero frames; nothing to register")
+    return rec
+
+
+def _out_dtype(options: OFOptions, rec: xr.DataArray) -> np.dtype:
+    dt = options.resolved_output_dtype()
+    return np.dtype(rec.dtype) if dt is None else dt
+
+
+def _setup(
+    recording: Any, options: OFOptions, reference: Any, run: Runner | None
+) -> tuple[xr.DataArray, FlowParams, Prepared]:
+    rec = _as_recording(recording, options)
+    _, h, w, c = rec.shape
+    params = resolve_params(options, n_channels=c)
+    source = options.reference_frames if reference is None else reference
+    ref_raw = resolve_reference(
+        rec, source, params=params, sigma=options.sigma,
+        channel_normalization=options.channel_normalization,
+        interpolation=options.interpolation_method, runner=run,
+    )
+    prep = prepare(
+        ref_raw, params=params, sigma=options.sigma,
+        channel_normalization=options.channel_normalization,
+        interpolation=options.interpolation_method, out_dtype=_out_dtype(options, rec),
+        update_init=options.update_initialization_w,
+    )
+    return rec, params, prep
+
+
+# -------------------------------------------------------------------------------------- register
+def register(
+    recording: Any,
+    options: Any = None,
+    *,
+    reference: Any = None,
+    config: RegistrationConfig | None = None,
+) -> xr.Dataset:
+    """Lazily registered recording: nothing is registered until a variable is computed.
+
+    Parameters
+    ----------
+    recording : path, array or xarray.DataArray
+        Anything :func:`flowreg_dask.open_recording` accepts, or a (t, y, x, c) DataArray.
+    options : OFOptions, dict or path, optional
+        Algorithm options (defaults: ``OFOptions()``).
+    reference : ndarray, path or frame indices, optional
+        Overrides ``options.reference_frames``. The reference is built immediately (pre-registering
+        the reference frames when indices are given).
+    config : RegistrationConfig, optional
+        Runtime settings used to build the reference.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``corrected`` (t, y, x, c), ``flow`` (t, y, x, component), ``valid`` (t, y, x), per-frame
+        statistics (t,) and the ``reference`` (y, x, c). Slicing ``t`` and computing registers only
+        the chunks touched (plus the read-only halo of the previous chunk).
+    """
+    options = _as_options(options)
+    if options.update_reference:
+        raise InvalidOptionError(
+            "update_reference: a reference that changes from chunk to chunk makes chunks depend on "
+            "each other; it is offered by compensate_recording (sequential chain), not by the lazy "
+            "register()"
+        )
+    with runner(config) as run:
+        rec, _, prep = _setup(recording, options, reference, run)
+    blocks = registration_blocks(rec.data, prep)
+    parts = split_outputs(blocks, rec.shape, prep.out_dtype)
+    coords = {k: v for k, v in rec.coords.items() if k in ("t", "c")}
+    data_vars = {
+        "corrected": (DIMS, parts["corrected"]),
+        "flow": (("t", "y", "x", "component"), parts["flow"]),
+        "valid": (("t", "y", "x"), parts["valid"]),
+        "reference": (("y", "x", "c"), prep.ref_raw),
+    }
+    for name in STAT_NAMES:
+        data_vars[name] = (("t",), parts[name])
+    ds = xr.Dataset(data_vars, coords={**coords, "component": ["u", "v"]})
+    ds.attrs.update({"flowreg_dask_version": __version__, "options": options.to_json()})
+    return ds
+
+
+# ------------------------------------------------------------------------------ file to file
+def _fingerprint(options: OFOptions, rec: xr.DataArray, reference: Any) -> str:
+    opts = options.to_dict()
+    for key in ("verbose", "output_path", "output_file_name", "input_file", "save_meta_info"):
+        opts.pop(key, None)
+    ref_token = None if reference is None else dask.base.tokenize(np.asarray(reference))
+    payload = json.dumps(
+        {"options": opts, "input": rec.data.name, "shape": list(rec.shape),
+         "dtype": str(rec.dtype), "reference": ref_token, "version": __version__},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _output_path(options: OFOptions, output: Any) -> Path:
+    if output is not None:
+        return Path(output)
+    if options.output_format != "zarr":
+        raise UnsupportedFormatError(
+            f"output_format: {options.output_format!r} output is not available in this version; "
+            "use output_format='zarr' (the corrected OME-Zarr store)"
+        )
+    if options.output_file_name:
+        return Path(options.output_path) / options.output_file_name
+    if options.naming_convention == "batch" and options.input_file is not None:
+        return Path(options.output_path) / f"{Path(options.input_file).stem}_compensated.zarr"
+    return Path(options.output_path) / "compensated.zarr"
+
+
+def _chunk_bounds(chunks_t: tuple[int, ...]) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    for n in chunks_t:
+        bounds.append((start, start + n))
+        start += n
+    return bounds
+
+
+def _write_task(block: dict, store: CorrectedStore, block_id=None) -> np.ndarray:
+    store.write_chunk(
+        block_id[0], corrected=block["corrected"], flow=block["flow"], valid=block["valid"],
+        stats={k: block[k] for k in STAT_NAMES},
+    )
+    return np.array([block["corrected"].shape[0]], np.int64)
+
+
+class _LocalCounter(dask.callbacks.Callback):
+    """Calls ``on_key(key, result)`` for every finished task (local schedulers, main process)."""
+
+    def __init__(self, on_key: Callable[[Any, Any], None]) -> None:
+        super().__init__()
+        self._on_key = on_key
+        self._lock = threading.Lock()
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        with self._lock:
+            self._on_key(key, result)
+
+
+def _read_chunk(store: CorrectedStore, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    import zarr
+
+    group = zarr.open_group(str(store.work_path), mode="r")
+    start, stop = bounds
+    corrected = np.moveaxis(np.asarray(group["0"][start:stop]), 1, -1)
+    flow = np.moveaxis(np.asarray(group["flow"][start:stop]), 1, -1) if store.save_flow else None
+    return corrected, flow
+
+
+def compensate_recording(
+    options: Any = None,
+    config: RegistrationConfig | None = None,
+    *,
+    recording: Any = None,
+    reference: Any = None,
+    output: Any = None,
+    overwrite: bool = False,
+    resume: bool = True,
+    progress_callback: Callable[[int, int], None] | None = None,
+    w_callback: Callable[[np.ndarray, int, int], None] | None = None,
+    registered_callback: Callable[[np.ndarray, int, int], None] | None = None,
+) -> Path:
+    """Register a recording file to a corrected OME-Zarr store, chunk by chunk, resumably.
+
+    Parameters
+    ----------
+    options : OFOptions, dict or path
+        Algorithm options; ``options.input_file`` is the input unless ``recording`` is given.
+    config : RegistrationConfig, optional
+        Run mode (``sequential``, ``threading``, ``multiprocessing``, ``distributed``), ``n_jobs``,
+        ``scheduler_address``, progress bar.
+    recording : path, array or DataArray, optional
+        Input overriding ``options.input_file``.
+    reference : ndarray, path or indices, optional
+        Overrides ``options.reference_frames``.
+    output : path, optional
+        Output store (default ``<output_path>/compensated.zarr``).
+    overwrite : bool
+        Replace an existing complete output (the old one is removed only once the new one is
+        complete).
+    resume : bool
+        Continue an unfinished run of the same input and options (default), registering only the
+        chunks that are missing.
+    progress_callback : callable, optional
+        ``progress_callback(frames_done, total)`` after each chunk.
+    w_callback, registered_callback : callable, optional
+        ``cb(array, start, stop)`` with each finished chunk's flows (T, H, W, 2) / corrected frames
+        (T, H, W, C), as in the reference implementation.
+
+    Returns
+    -------
+    pathlib.Path
+        The complete output store (open it with :func:`flowreg_dask.open_result`).
+    """
+    options = _as_options(options)
+    config = config or RegistrationConfig()
+    source = recording if recording is not None else options.input_file
+    if source is None:
+        raise InvalidOptionError("input_file: no input given; set options.input_file or pass recording=")
+    out_path = _output_path(options, output)
+    rec = _as_recording(source, options)
+    n_frames, h, w, c = rec.shape
+    bounds = _chunk_bounds(rec.data.chunks[0])
+    store = CorrectedStore.create(
+        out_path, n_frames=n_frames, height=h, width=w, n_channels=c,
+        dtype=_out_dtype(options, rec), chunk_bounds=bounds,
+        save_flow=options.save_w, save_valid=options.save_valid_idx,
+        run_fingerprint=_fingerprint(options, rec, reference),
+        metadata={"options": options.to_dict(), "software": f"flowreg_dask {__version__}",
+                  "input": str(rec.attrs.get("source", "<array>"))},
+        channel_names=rec.attrs.get("channel_names"), frame_rate=rec.attrs.get("frame_rate"),
+        pixel_size=rec.attrs.get("pixel_size"), overwrite=overwrite, resume=resume,
+    )
+    with runner(config) as run:
+        ref_raw = _load_or_build_reference(store, rec, options, reference, run)
+        params = resolve_params(options, n_channels=c)
+        prep = prepare(
+            ref_raw, params=params, sigma=options.sigma,
+            channel_normalization=options.channel_normalization,
+            interpolation=options.interpolation_method, out_dtype=_out_dtype(options, rec),
+            update_init=options.update_initialization_w,
+        )
+        done = store.done_chunks()
+        todo = [i for i in range(len(bounds)) if i not in done]
+        progress = FrameProgress(
+            n_frames, initial=sum(bounds[i][1] - bounds[i][0] for i in done),
+            show=config.progress,
+            callbacks=[progress_callback] if progress_callback else None,
+        )
+
+        def on_chunk(index: int, n: int) -> None:
+            progress.advance(n)
+            if w_callback is not None or registered_callback is not None:
+                corrected, flow = _read_chunk(store, bounds[index])
+                start, stop = bounds[index]
+                if registered_callback is not None:
+                    _safe_call(registered_callback, corrected, start, stop)
+                if w_callback is not None and flow is not None:
+                    _safe_call(w_callback, flow, start, stop)
+
+        try:
+            if options.update_reference:
+                _run_update_reference(rec, prep, store, todo, bounds, run, on_chunk)
+            elif todo:
+                blocks = registration_blocks(rec.data, prep)
+                writes = blocks.map_blocks(_write_task, store=store, dtype=np.int64, chunks=(1,))
+                _run_writes(writes, todo, run, on_chunk)
+        finally:
+            progress.close()
+    store.finalize(reference=ref_raw, extra_attrs={"frames_per_second": progress.frames_per_second})
+    return store.path
+
+
+def _safe_call(cb, *args) -> None:
+    import warnings
+
+    from ..errors import FlowRegWarning
+
+    try:
+        cb(*args)
+    except Exception as exc:
+        warnings.warn(f"callback {cb!r} raised {exc!r}", FlowRegWarning, stacklevel=2)
+
+
+def _load_or_build_reference(store, rec, options, reference, run) -> np.ndarray:
+    """The run's reference, saved in the store's work folder so a resumed run reuses it exactly."""
+    path = Path(store.work_path) / ".flowreg" / "reference.npy"
+    if path.exists():
+        return np.load(path)
+    _, h, w, c = rec.shape
+    params = resolve_params(options, n_channels=c)
+    source = options.reference_frames if reference is None else reference
+    ref = resolve_reference(
+        rec, source, params=params, sigma=options.sigma,
+        channel_normalization=options.channel_normalization,
+        interpolation=options.interpolation_method, runner=run,
+    )
+    tmp = path.with_suffix(".tmp.npy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(tmp, ref)
+    tmp.replace(path)
+    return ref
+
+
+def _run_writes(writes: da.Array, todo: list[int], run: Runner, on_chunk) -> None:
+    """Compute the write tasks of the chunks in ``todo``, reporting each finished chunk."""
+    if run.mode == "distributed":
+        from distributed import as_completed
+
+        futures = run.client.compute([writes.blocks[i] for i in todo])
+        index = {fut.key: i for fut, i in zip(futures, todo)}
+        for fut in as_completed(futures):
+            on_chunk(index[fut.key], int(np.asarray(fut.result())[0]))
+        return
+    selected = writes.blocks[todo]
+    seen: set[int] = set()
+
+    def on_key(key, result) -> None:
+        if not isinstance(key, tuple):
+            return
+        if key[0] == writes.name:
+            i = int(key[1])
+        elif key[0] == selected.name:
+            i = todo[int(key[1])]
+        else:
+            return
+        if i not in seen:
+            seen.add(i)
+            on_chunk(i, int(np.asarray(result)[0]))
+
+    with _LocalCounter(on_key):
+        dask.compute(selected, **run.compute_kwargs())
+
+
+def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chunk) -> None:
+    """``update_reference=True``: chunks run in order, each against the reference updated from
+    the previous chunk (mean of its last <= 100 pre-processed frames warped by their flows).
+
+    This is a sequential chain by construction; the reference state after each chunk is saved in
+    the store's work folder, so a killed run resumes from the first missing chunk.
+    """
+    from ..core.warp import warp
+    from .blocks import register_block
+    from .graph import INIT_HALO, preprocessed
+
+    state_dir = Path(store.work_path) / ".flowreg"
+    proc_all = preprocessed(rec.data, prep)
+    ref_proc = prep.ref_proc
+    for i, (start, stop) in enumerate(bounds):
+        state = state_dir / f"reference_after_{i}.npy"
+        if i not in todo:
+            if state.exists():
+                ref_proc = np.load(state)
+            continue
+        lo = max(0, start - INIT_HALO) if prep.update_init else start
+        proc, raw = run.compute(proc_all[lo:stop], rec.data[start:stop])
+        out = register_block(
+            np.asarray(proc), np.asarray(raw), ref_proc=ref_proc, ref_raw=prep.ref_raw,
+            params=prep.params, interpolation=prep.interpolation, out_dtype=prep.out_dtype,
+            update_init=prep.update_init,
+        )
+        store.write_chunk(
+            i, corrected=out["corrected"], flow=out["flow"], valid=out["valid"],
+            stats={k: out[k] for k in STAT_NAMES},
+        )
+        last = slice(max(0, stop - start - 100), stop - start)
+        chunk_proc = np.asarray(proc)[-(stop - start):]
+        ref_proc = warp(
+            chunk_proc[last], out["flow"][last], fill=ref_proc, interpolation=prep.interpolation
+        ).mean(axis=0)
+        tmp = state.with_suffix(".tmp.npy")
+        np.save(tmp, ref_proc)
+        tmp.replace(state)
+        on_chunk(i, stop - start)
+
+
+# --------------------------------------------------------------------------------- in memory
+def compensate_arr(
+    video: np.ndarray,
+    reference: np.ndarray | None = None,
+    options: Any = None,
+    *,
+    config: RegistrationConfig | None = None,
+    progress_callback: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Register an in-memory video; returns ``(registered, flows)``.
+
+    Shapes: (T, H, W, C) -> (T, H, W, C); (T, H, W) -> (T, H, W); (H, W) -> one frame (H, W).
+    The registered frames have ``options.output_typename``'s dtype (default: the input dtype,
+    integers rounded and clipped); flows are float32 (T, H, W, 2) ((H, W, 2) for one frame).
+    """
+    options = _as_options(options)
+    video = np.asarray(video)
+    if video.size == 0:
+        raise InvalidInputError("video: is empty")
+    squeeze_t = video.ndim == 2
+    squeeze_c = video.ndim == 3 or video.ndim == 2
+    if video.ndim == 2:
+        arr = video[None, :, :, None]
+    elif video.ndim == 3:
+        arr = video[..., None]
+    elif video.ndim == 4:
+        arr = video
+    else:
+        raise InvalidInputError(f"video: expected (T, H, W[, C]) or (H, W), got shape {video.shape}")
+    rec = xr.DataArray(da.from_array(arr, chunks=(options.buffer_size, -1, -1, -1)), dims=DIMS)
+    if reference is not None:
+        reference = check_reference_shape(np.asarray(reference), *arr.shape[1:])
+    ds = register(rec, options, reference=reference, config=config)
+    with runner(config) as run:
+        corrected, flow = run.compute(ds["corrected"].data, ds["flow"].data)
+    if progress_callback is not None:
+        _safe_call(progress_callback, arr.shape[0], arr.shape[0])
+    if squeeze_c:
+        corrected = corrected[..., 0]
+    if squeeze_t:
+        return corrected[0], flow[0]
+    return corrected, flow

@@ -1,0 +1,116 @@
+"""Per-chunk work executed by the dask tasks (numpy in, numpy out; no dask here).
+
+``preprocess_block`` normalises and smooths a chunk (with its temporal halo);
+``register_block`` estimates the flows of a chunk (using its leading halo for the initial flow),
+warps the raw frames and computes valid masks and per-frame statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.params import FlowParams
+from ..core.solver import FlowEstimator
+from ..core.warp import cast_like, interpolation_order
+from ..kernels.cpu import warp as _kwarp
+from ..preprocess.filters import smooth_frames
+from ..preprocess.normalize import normalize
+
+STAT_NAMES = ("mean_disp", "max_disp", "mean_div", "mean_translation")
+FIRST_CHUNK_INIT_FRAMES = 22
+
+
+def preprocess_block(
+    block: np.ndarray, *, vmin: np.ndarray, vmax: np.ndarray, sigma, temporal: bool = True
+) -> np.ndarray:
+    """Normalise (T, H, W, C) raw frames with the reference range, then Gaussian-filter them."""
+    return smooth_frames(normalize(block, vmin=vmin, vmax=vmax), sigma, temporal=temporal)
+
+
+def frame_statistics(flow: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame statistics of (T, H, W, 2) flows: mean/max displacement, divergence, translation."""
+    u = flow[..., 0].astype(np.float64)
+    v = flow[..., 1].astype(np.float64)
+    mag = np.sqrt(u * u + v * v)
+    div = np.gradient(u, axis=2) + np.gradient(v, axis=1)
+    return {
+        "mean_disp": mag.mean(axis=(1, 2)),
+        "max_disp": mag.max(axis=(1, 2)),
+        "mean_div": div.mean(axis=(1, 2)),
+        "mean_translation": np.hypot(u.mean(axis=(1, 2)), v.mean(axis=(1, 2))),
+    }
+
+
+def initial_flow(
+    estimator: FlowEstimator, halo: np.ndarray, chunk: np.ndarray, update_init: bool
+) -> np.ndarray | None:
+    """Initial flow of a chunk: the mean flow of its leading halo frames (the previous chunk's
+    last frames) or, for the first chunk, of its own first frames; None when disabled."""
+    if not update_init:
+        return None
+    frames = halo if halo.shape[0] > 0 else chunk[:FIRST_CHUNK_INIT_FRAMES]
+    if frames.shape[0] == 0:
+        return None
+    return estimator.flows(frames).mean(axis=0)
+
+
+def warp_frames(
+    raw: np.ndarray, flows: np.ndarray, fill: np.ndarray, interpolation: str, out_dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp raw (T, H, W, C) frames by their flows; returns (corrected in ``out_dtype``, valid)."""
+    order = interpolation_order(interpolation)
+    t, h, w, nc = raw.shape
+    out = np.empty(raw.shape, dtype=out_dtype)
+    valid = np.empty((t, h, w), np.uint8)
+    tmp = np.empty((h, w, nc), np.float32)
+    fill = np.ascontiguousarray(fill, dtype=np.float32)
+    for k in range(t):
+        _kwarp.warp_image(
+            np.ascontiguousarray(raw[k], dtype=np.float32),
+            np.ascontiguousarray(flows[k, ..., 0]),
+            np.ascontiguousarray(flows[k, ..., 1]),
+            fill, tmp, order, valid[k],
+        )
+        out[k] = cast_like(tmp, out_dtype)
+    return out, valid.astype(bool)
+
+
+def register_block(
+    proc: np.ndarray,
+    raw: np.ndarray,
+    *,
+    ref_proc: np.ndarray,
+    ref_raw: np.ndarray,
+    params: FlowParams,
+    interpolation: str,
+    out_dtype,
+    update_init: bool = True,
+) -> dict[str, np.ndarray]:
+    """Register one chunk.
+
+    Parameters
+    ----------
+    proc : ndarray
+        Pre-processed frames (L + T, H, W, C) float32: an optional leading halo of L frames (the
+        previous chunk's last frames) followed by the chunk's T frames.
+    raw : ndarray
+        The chunk's raw frames (T, H, W, C).
+    ref_proc, ref_raw : ndarray
+        Pre-processed and raw reference (H, W, C).
+
+    Returns
+    -------
+    dict
+        ``corrected`` (T, H, W, C) ``out_dtype``, ``flow`` (T, H, W, 2) float32, ``valid``
+        (T, H, W) bool and the per-frame statistics (T,) float64.
+    """
+    n = raw.shape[0]
+    halo = proc[: proc.shape[0] - n]
+    chunk = proc[proc.shape[0] - n :]
+    est = FlowEstimator(ref_proc, params)
+    init = initial_flow(est, halo, chunk, update_init)
+    flows = est.flows(chunk, init)
+    corrected, valid = warp_frames(raw, flows, ref_raw, interpolation, out_dtype)
+    out = {"corrected": corrected, "flow": flows, "valid": valid}
+    out.update(frame_statistics(flows))
+    return out

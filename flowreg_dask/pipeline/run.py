@@ -1,0 +1,113 @@
+"""Run modes: map ``RegistrationConfig.parallelization`` onto a dask scheduler.
+
+``sequential`` -> synchronous, ``threading`` -> threaded scheduler (the numba kernels release the
+GIL), ``multiprocessing`` -> process pool, ``distributed`` -> a ``dask.distributed`` Client (the one
+already active, one at ``scheduler_address``, or a LocalCluster sized by ``n_jobs``). SLURM: start a
+``dask_jobqueue.SLURMCluster``, make a Client for it, and pass ``parallelization="distributed"``
+(the active client is used).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidOptionError
+
+MODES = ("sequential", "threading", "multiprocessing", "distributed")
+_SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+}
+
+
+@dataclass
+class Runner:
+    """How to compute: the mode, worker count, and (for ``distributed``) the client."""
+
+    mode: str
+    n_workers: int
+    client: Any = None
+
+    def compute_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``dask.compute`` in local modes."""
+        if self.mode == "sequential":
+            return {"scheduler": "synchronous"}
+        if self.mode == "threading":
+            return {"scheduler": "threads", "num_workers": self.n_workers}
+        if self.mode == "multiprocessing":
+            return {"scheduler": "processes", "num_workers": self.n_workers}
+        return {}
+
+    def compute(self, *collections: Any) -> tuple:
+        """Compute dask collections with this runner (blocking)."""
+        import dask
+
+        if self.mode == "distributed":
+            futures = self.client.compute(list(collections))
+            return tuple(self.client.gather(futures))
+        return dask.compute(*collections, **self.compute_kwargs())
+
+
+def resolve_mode(config: Any) -> tuple[str, int]:
+    """(mode, n_workers) from a ``RegistrationConfig`` (or None = threading on all cores)."""
+    mode = None if config is None else getattr(config, "parallelization", None)
+    address = None if config is None else getattr(config, "scheduler_address", None)
+    n_jobs = -1 if config is None else int(getattr(config, "n_jobs", -1))
+    if mode is None:
+        mode = "distributed" if address else "threading"
+    mode = str(mode).lower()
+    aliases = {"threads": "threading", "processes": "multiprocessing", "synchronous": "sequential"}
+    mode = aliases.get(mode, mode)
+    if mode not in MODES:
+        raise InvalidOptionError(f"parallelization: expected one of {MODES}, got {mode!r}")
+    n_workers = os.cpu_count() or 1 if n_jobs == -1 else n_jobs
+    if n_workers < 1:
+        raise InvalidOptionError(f"n_jobs: expected -1 (all cores) or >= 1, got {n_jobs}")
+    if mode == "sequential":
+        n_workers = 1
+    return mode, n_workers
+
+
+@contextlib.contextmanager
+def runner(config: Any = None) -> Iterator[Runner]:
+    """Context manager yielding a :class:`Runner`; creates and closes a LocalCluster if needed."""
+    mode, n_workers = resolve_mode(config)
+    if mode != "distributed":
+        yield Runner(mode, n_workers)
+        return
+    from distributed import Client, LocalCluster, default_client
+
+    address = getattr(config, "scheduler_address", None)
+    if address:
+        client = Client(address)
+        try:
+            yield Runner(mode, n_workers, client)
+        finally:
+            client.close()
+        return
+    try:
+        active = default_client()
+    except ValueError:
+        active = None  # no active client: start a local cluster
+    if active is not None:
+        yield Runner(mode, n_workers, active)
+        return
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        env=dict(_SINGLE_THREAD_ENV),
+    )
+    client = Client(cluster)
+    try:
+        yield Runner(mode, n_workers, client)
+    finally:
+        client.close()
+        cluster.close()
