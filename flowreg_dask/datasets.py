@@ -326,8 +326,10 @@ class SyntheticSpec:
             movie[i] = _detect(self, clean, t)
 
         # The detector noise (numpy's Poisson sampler releases the GIL) of frame i runs in a
-        # helper thread while frame i + 1 is warped; at most two frames are in flight.
-        with ThreadPoolExecutor(max_workers=1) if n > 1 and self.noise else _Inline() as pool:
+        # helper thread while frame i + 1 is warped; at most two frames are in flight. Results
+        # do not depend on it: every frame has its own random stream.
+        threaded = n > 1 and self.noise and H * W >= 128 * 128
+        with ThreadPoolExecutor(max_workers=1) if threaded else _Inline() as pool:
             pending: deque[Future] = deque()
             for i, t in enumerate(range(start, stop)):
                 g, w = _solve_fields(motion, motion.rigid[t], motion.coef[t], self.max_displacement)
@@ -467,7 +469,7 @@ def synthetic_pair(
         flow[..., 0] = w[1]
         flow[..., 1] = w[0]
     moving = _detect(spec, _render(spec, scene, g, None, 0), 0)
-    reference = spec.template().astype(spec.dtype)
+    reference = _quantize(spec.template(), spec.dtype)
     return reference, moving, flow
 
 
@@ -533,7 +535,9 @@ def save_synthetic_recording(
     path.parent.mkdir(parents=True, exist_ok=True)
     T, H, W, C = spec.shape
     chunks = [(s, min(s + chunk_frames, T)) for s in range(0, T, chunk_frames)]
-    info: dict[str, Any] = {"movie": {"file": path.name, "layout": "TYXC", "shape": [T, H, W, C]}}
+    layout = "TYX" if suffix in (".tif", ".tiff") and C == 1 else "TYXC"
+    stored = [T, H, W] if layout == "TYX" else [T, H, W, C]
+    info: dict[str, Any] = {"movie": {"file": path.name, "layout": layout, "shape": stored}}
 
     flow_mm = None
     if save_flow and suffix in (".tif", ".tiff", ".npy"):
@@ -658,7 +662,8 @@ def _clip_to_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def _has_activity(spec: SyntheticSpec) -> bool:
-    return spec.activity and any(True for _ in _functional_channels(spec.n_channels))
+    # there is always at least one functional channel
+    return spec.activity
 
 
 def _functional_channels(n_channels: int) -> range:
@@ -673,9 +678,8 @@ class _Scene:
     canvas: np.ndarray  # (C, Hc, Wc) float32 resting intensity (relative units)
     coef: np.ndarray  # (C, Hc, Wc) float32 cubic-spline coefficients of canvas
     neuropil_coef: dict  # channel -> (Hc, Wc) float32 spline coefficients of the neuropil part
-    footprints: (
-        dict  # channel -> csr (Hc*Wc, N) spline coefficients of cell footprints x brightness
-    )
+    # channel -> csr (Hc*Wc, N): spline coefficients of cell footprints times brightness
+    footprints: dict
     n_cells: int
 
 
@@ -738,7 +742,7 @@ def _line_image(shape, curves, weights, sigma: float) -> np.ndarray:
     return ndi.gaussian_filter(img, sigma, mode="constant") * (math.sqrt(2 * math.pi) * sigma)
 
 
-@functools.lru_cache(maxsize=6)
+@functools.lru_cache(maxsize=4)
 def _scene(key: tuple) -> _Scene:
     seed, H, W, C, n_view, pad = key
     rng = np.random.default_rng([seed, _S_SCENE])
@@ -1187,7 +1191,12 @@ def _detect(spec: SyntheticSpec, photons: np.ndarray, t: int) -> np.ndarray:
         adu += np.float32(base)
     else:
         adu = photons * np.float32(gain) + np.float32(base)
-    if np.dtype(spec.dtype).kind in "iu":
-        np.rint(adu, out=adu)
-        adu = _clip_to_dtype(adu, spec.dtype)
-    return adu.astype(spec.dtype, copy=False)
+    return _quantize(adu, spec.dtype)
+
+
+def _quantize(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Round and clip float32 ``x`` (in place) into ``dtype``: saturation, never wrap-around."""
+    if np.dtype(dtype).kind in "iu":
+        np.rint(x, out=x)
+        x = _clip_to_dtype(x, dtype)
+    return x.astype(dtype, copy=False)

@@ -81,7 +81,10 @@ def resize_1d_weights(n_in: int, n_out: int, sigma: float) -> np.ndarray:
 
 
 def resize(img: np.ndarray, oh: int, ow: int, antialias: bool = True) -> np.ndarray:
-    """Resize (h, w, C) to (oh, ow, C): ``My @ img_c @ Mx.T``; sigma 0.6/s on both axes when shrinking."""
+    """Resize (h, w, C) to (oh, ow, C) as ``My @ img_c @ Mx.T``.
+
+    When shrinking, sigma = 0.6/s (s = the smaller axis scale) is used on BOTH axes (spec §1.3).
+    """
     h, w, nc = img.shape
     s = min(oh / h, ow / w)
     sigma = 0.6 / s if (antialias and s < 1.0) else 0.0

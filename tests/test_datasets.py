@@ -112,6 +112,16 @@ def test_chunk_consistency():
     np.testing.assert_array_equal(f_all[12:13], f_one)
 
 
+def test_chunk_consistency_threaded_path():
+    # frames of >= 128 x 128 px draw their noise in a helper thread
+    spec = SyntheticSpec(n_frames=6, height=128, width=128, n_channels=1, seed=12)
+    m_all, f_all = spec.frames(0, 6)
+    m_part, f_part = spec.frames(2, 6)
+    np.testing.assert_array_equal(m_all[2:], m_part)
+    np.testing.assert_array_equal(f_all[2:], f_part)
+    assert not np.array_equal(m_all[2], m_all[3])
+
+
 def test_spec_is_hashable_and_dict_round_trip():
     spec = SyntheticSpec(
         n_frames=3, height=32, width=32, seed=2, gain=12.5, dtype=np.dtype("uint8")

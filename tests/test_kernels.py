@@ -94,9 +94,9 @@ def test_median_network_random_vectors_with_ties():
 
 
 def test_median_network_all_zero_one_inputs():
-    """0-1 principle: the network is correct on every input iff it is correct on all 2**25 bit inputs.
-
-    Wires are bit-parallel uint64 words: pattern = 64 * word + bit, wire k holds bit k of the pattern.
+    """0-1 principle: the network selects the median of every input iff it does so for all 2**25
+    inputs of zeros and ones. Wires are bit-parallel uint64 words over the patterns
+    (pattern = 64 * word + bit; wire k holds bit k of the pattern).
     """
     nwords = 1 << 19
     words = np.arange(nwords, dtype=np.uint64)
@@ -117,14 +117,14 @@ def test_median_network_all_zero_one_inputs():
             wires[i], wires[j] = wires[i] & wires[j], wires[i] | wires[j]
         else:
             wires[j] = wires[i].copy()
-    # expected: median bit is 1 iff popcount(pattern) >= 13
-    pop_bit = np.array([bin(b).count("1") for b in range(64)])
-    table = np.zeros(27, np.uint64)
-    for t in range(27):
-        table[t] = sum(1 << b for b in range(64) if pop_bit[b] >= t - 1)  # index shifted by 1
-    pop_word = np.array([bin(x).count("1") for x in range(1 << 10)])
-    pw = pop_word[np.arange(nwords) & 1023] + pop_word[np.arange(nwords) >> 10]
-    need = np.clip(13 - pw, -1, 25) + 1
+    # expected: the median bit is 1 iff popcount(pattern) = popcount(bit) + popcount(word) >= 13.
+    # table[t] = the 64-bit mask of the bit positions b with popcount(b) >= t (t = 0..7).
+    table = np.array(
+        [sum(1 << b for b in range(64) if bin(b).count("1") >= t) for t in range(8)], np.uint64
+    )
+    pop10 = np.array([bin(x).count("1") for x in range(1 << 10)])
+    pop_word = pop10[np.arange(nwords) & 1023] + pop10[np.arange(nwords) >> 10]
+    need = np.clip(13 - pop_word, 0, 7)
     expected = table[need]
     np.testing.assert_array_equal(wires[12], expected)
 
@@ -279,9 +279,15 @@ def _kernel_tensor(fn, f1, f2, hy, hx):
     return J
 
 
-def _tensor_tol(want):
-    # relative to the magnitude of each component over the image
-    return dict(rtol=RTOL, atol=1e-5 * np.abs(want).max(axis=(0, 1, 2), keepdims=True) + 1e-12)
+def _assert_tensor_close(got, want):
+    """rtol 1e-4 plus an atol of 1e-5 x the largest magnitude of each tensor component."""
+    atol = 1e-5 * np.abs(want).max(axis=(0, 1, 2), keepdims=True) + 1e-12
+    err = np.abs(got.astype(np.float64) - want)
+    bad = err > atol + RTOL * np.abs(want)
+    assert not bad.any(), (
+        f"{bad.sum()} / {bad.size} mismatches, first at {np.argwhere(bad)[0]}, "
+        f"max abs err {err.max():.3g}"
+    )
 
 
 @pytest.mark.parametrize("kind", ["gc", "gray", "cs"])
@@ -297,8 +303,7 @@ def test_tensors_match_naive(kind, shape, hy, hx, amp):
     got = _kernel_tensor(kernel, f1, f2, hy, hx)
     want = twin(f1, f2, hy, hx)
     assert got.shape == (*shape, 6)
-    tol = _tensor_tol(want)
-    np.testing.assert_allclose(got.astype(np.float64), want, rtol=tol["rtol"], atol=tol["atol"])
+    _assert_tensor_close(got, want)
 
 
 def test_tensor_gc_unit_check():
@@ -333,10 +338,16 @@ def test_tensor_cs_offset_invariant_and_zero_for_constant():
 
 
 def _random_problem(rng, h, w, nc, amp=1.0):
-    """Gray-value-like tensors (outer products of random gradients) plus a random current flow."""
+    """Gray-value-like tensors (outer products of random gradients) plus a random current flow.
+
+    J33 gets +0.05 so the residual s^2 stays >= 0.05: with a pure outer product s^2 is a square
+    that the solver drives towards 0, and the expanded float32 quadratic form then loses ~1e-6
+    absolute to cancellation, i.e. up to ~10 % of psi = a (s^2 + 1e-5)^(a - 1) -- a conditioning
+    effect of float32, not a kernel difference (the twin runs in float64).
+    """
     g = amp * rng.standard_normal((h, w, nc, 3))
     fx, fy, ft = g[..., 0], g[..., 1], g[..., 2]
-    J = np.stack([fx * fx, fy * fy, ft * ft, fx * fy, fx * ft, fy * ft], axis=-1)
+    J = np.stack([fx * fx, fy * fy, ft * ft + 0.05, fx * fy, fx * ft, fy * ft], axis=-1)
     W = rng.uniform(0.2, 1.0, (h, w, nc))
     u = rng.standard_normal((h, w))
     v = rng.standard_normal((h, w))
@@ -370,20 +381,21 @@ def _kernel_solve(
 
 
 @pytest.mark.parametrize(
-    ("shape", "nc", "a_data", "a_smooth", "beta", "hx", "hy", "alpha"),
+    ("shape", "nc", "a_data", "a_smooth", "beta", "hx", "hy", "alpha", "its"),
     [
-        ((7, 9), 1, [1.0], 1.0, 1.0, 1.0, 1.0, (1.5, 1.5)),
-        ((7, 9), 1, [0.45], 1.0, 1.0, 1.25, 1.6, (1.5, 2.0)),
-        ((12, 10), 2, [1.0, 0.5], 0.5, 1.0, 2.0, 1.25, (2.0, 1.0)),
-        ((6, 11), 3, [0.5, 1.0, 0.3], 0.5, 0.6, 1.5, 0.8, (1.0, 3.0)),
-        ((9, 7), 2, [0.5, 0.5], 1.0, 0.3, 1.0, 2.0, (0.5, 0.7)),
+        ((7, 9), 1, [1.0], 1.0, 1.0, 1.0, 1.0, (1.5, 1.5), 7),
+        ((7, 9), 1, [0.45], 1.0, 1.0, 1.25, 1.6, (1.5, 2.0), 7),
+        ((12, 10), 2, [1.0, 0.5], 0.5, 1.0, 2.0, 1.25, (2.0, 1.0), 7),
+        ((6, 11), 3, [0.5, 1.0, 0.3], 0.5, 0.6, 1.5, 0.8, (1.0, 3.0), 7),
+        ((9, 7), 2, [0.5, 0.5], 1.0, 0.3, 1.0, 2.0, (0.5, 0.7), 7),
+        ((8, 6), 2, [0.5, 0.3], 0.3, 0.6, 1.0, 1.5, (0.8, 1.2), 20),
     ],
 )
-def test_solve_level_matches_naive(shape, nc, a_data, a_smooth, beta, hx, hy, alpha):
+def test_solve_level_matches_naive(shape, nc, a_data, a_smooth, beta, hx, hy, alpha, its):
     rng = _rng(16)
     h, w = shape
     J, W, u, v = _random_problem(rng, h, w, nc)
-    args = (alpha[0], alpha[1], hx, hy, 7, 3, a_data, a_smooth, beta, 1.95)
+    args = (alpha[0], alpha[1], hx, hy, its, 3, a_data, a_smooth, beta, 1.95)
     du, dv = _kernel_solve(J, W, u, v, *args)
     wdu, wdv = naive.solve_level(J, W, u, v, *args)
     scale = max(np.abs(wdu).max(), np.abs(wdv).max())

@@ -260,9 +260,7 @@ def discover_datasets(
             raise InvalidInputError(msg)
         return [name for _, name in members]
     # pass 2: conventional names
-    named = [
-        name for name in usable if name.rpartition("/")[2].lower() in _MOVIE_NAMES
-    ]
+    named = [name for name in usable if name.rpartition("/")[2].lower() in _MOVIE_NAMES]
     if named:
         named.sort(
             key=lambda n: (n.count("/"), _MOVIE_NAMES.index(n.rpartition("/")[2].lower()), n)

@@ -208,8 +208,7 @@ def call_open(reader: Reader, path: str, kwargs: dict[str, Any]) -> LazyFrames:
             accepted = [
                 p.name
                 for p in params.values()
-                if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                and p.name != "path"
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "path"
             ]
             msg = (
                 f"reader {reader.name!r} got unexpected keyword argument(s) "

@@ -16,7 +16,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def warn_user(message: str, category: type[Warning] = FlowRegWarning) -> None:
     """Emit a warning attributed to the first caller outside flowreg_dask (the user's line)."""
     frame = sys._getframe(1)
-    level = 1
+    level = 2  # stacklevel 2 is warn_user's caller
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
         _PACKAGE_DIR + os.sep
     ):

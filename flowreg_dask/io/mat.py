@@ -146,16 +146,19 @@ class MatReader(Reader):
             name: (tuple(shape), np.dtype(_MATLAB_NUMERIC[cls]) if cls in _MATLAB_NUMERIC else None)
             for name, shape, cls in variables
         }
-        members = select_members(
-            available, dataset, kind="MAT", path=path, ndims=self._ndims(axes)
-        )
+        members = select_members(available, dataset, kind="MAT", path=path, ndims=self._ndims(axes))
         shape, dtype = check_members(available, members, kind="MAT", path=path)
         where = f"variable '{members[0]}' of MAT file '{path}'"
         ax = _mat_axes(axes, shape, where)
         check_frames(shape, ax, where=where)
         meta = self._meta(path, members, ax, "v5")
         return MatV5Frames(
-            path=path, stamp=stamp, members=members, axes=ax, raw_shape=shape, dtype=dtype,
+            path=path,
+            stamp=stamp,
+            members=members,
+            axes=ax,
+            raw_shape=shape,
+            dtype=dtype,
             metadata=meta,
         )
 

@@ -67,6 +67,11 @@ class NpyReader(Reader):
         check_frames(shape, ax, where=where)
         meta = {"source": path, "format": self.name, "files": [path], "axes": ax}
         return NpyFrames(
-            path=path, stamp=stamp, members=[""], axes=ax, raw_shape=shape, dtype=dtype,
+            path=path,
+            stamp=stamp,
+            members=[""],
+            axes=ax,
+            raw_shape=shape,
+            dtype=dtype,
             metadata=meta,
         )

@@ -43,8 +43,12 @@ class RawFrames(AxesArrayFrames):
         mm = cached_handle(
             ("raw", self.path, self.stamp, self.offset, self.raw_shape, self.order),
             lambda: np.memmap(
-                self.path, dtype=self.file_dtype, mode="r", offset=self.offset,
-                shape=self.raw_shape, order=self.order,
+                self.path,
+                dtype=self.file_dtype,
+                mode="r",
+                offset=self.offset,
+                shape=self.raw_shape,
+                order=self.order,
             ),
         )
         return [mm]
@@ -139,7 +143,14 @@ class RawReader(Reader):
         check_frames(shape, ax, where=where)
         meta = {"source": path, "format": self.name, "files": [path], "axes": ax}
         return RawFrames(
-            path=path, stamp=stamp, members=[""], axes=ax, raw_shape=shape,
-            dtype=dt.newbyteorder("="), metadata=meta, offset=offset, order=order,
+            path=path,
+            stamp=stamp,
+            members=[""],
+            axes=ax,
+            raw_shape=shape,
+            dtype=dt.newbyteorder("="),
+            metadata=meta,
+            offset=offset,
+            order=order,
             file_dtype=dt.str,
         )

@@ -105,8 +105,9 @@ class TiffFrames(LazyFrames):
         dtype: Any,
         metadata: dict[str, Any],
     ) -> None:
-        n_frames = int(np.prod([s for s, k in zip(outer_shape, outer_kinds) if k == "f"]))
-        n_co = int(np.prod([s for s, k in zip(outer_shape, outer_kinds) if k == "c"]))
+        pairs = list(zip(outer_shape, outer_kinds, strict=True))
+        n_frames = int(np.prod([s for s, k in pairs if k == "f"]))
+        n_co = int(np.prod([s for s, k in pairs if k == "c"]))
         plane_sorted = [plane_shape[i] for i in plane_perm]
         h, w = plane_sorted[0], plane_sorted[1]
         n_ci = int(np.prod(plane_sorted[2:]))
@@ -125,8 +126,8 @@ class TiffFrames(LazyFrames):
     def _plane_indices(self, start: int, stop: int) -> np.ndarray:
         """Plane index for every (frame, outer channel) pair: shape (n, n_outer_channels)."""
         frames = np.arange(start, stop)
-        fshape = [s for s, k in zip(self.outer_shape, self.outer_kinds) if k == "f"]
-        cshape = [s for s, k in zip(self.outer_shape, self.outer_kinds) if k == "c"]
+        fshape = [s for s, k in zip(self.outer_shape, self.outer_kinds, strict=True) if k == "f"]
+        cshape = [s for s, k in zip(self.outer_shape, self.outer_kinds, strict=True) if k == "c"]
         n, n_co = frames.size, int(np.prod(cshape))
         if not self.outer_shape:
             return np.zeros((n, 1), dtype=np.int64)
@@ -156,7 +157,10 @@ class TiffFrames(LazyFrames):
             mm = cached_handle(
                 ("tiff-memmap", self.path, self.stamp, offset),
                 lambda: np.memmap(
-                    self.path, dtype=typecode, mode="r", offset=offset,
+                    self.path,
+                    dtype=typecode,
+                    mode="r",
+                    offset=offset,
                     shape=(n_planes * plane_elems,),
                 ),
             )
@@ -168,7 +172,7 @@ class TiffFrames(LazyFrames):
         else:
             first = planes * plane_elems // p
             last = ((planes + 1) * plane_elems - 1) // p
-            pages = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last)])
+            pages = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last, strict=True)])
         uniq, inverse = np.unique(pages, return_inverse=True)
         data = tif.asarray(key=uniq.tolist(), series=self.series_index, maxworkers=1)
         data = np.asarray(data).reshape(uniq.size, p)
@@ -307,8 +311,6 @@ def _check_complete(
     structural = [m for m in log if any(s in m.lower() for s in _STRUCTURAL_LOG)]
     if structural:
         raise _truncated(path, "tifffile: " + structural[0].split("> ", 1)[-1][:200])
-    if tif.is_imagej and series.kind != "imagej":
-        raise _truncated(path, "its ImageJ metadata do not match the pages in the file")
     keyframe = series.keyframe
     itemsize = series.dtype.itemsize
     offset = series.dataoffset
@@ -323,14 +325,16 @@ def _check_complete(
     page_elems = int(np.prod(keyframe.shape))
     if len(series) * page_elems < n_elems:
         raise _truncated(
-            path, f"its metadata describe {n_elems // page_elems} images but only "
-            f"{len(series)} pages were found"
+            path,
+            f"its metadata describe {n_elems // page_elems} images but only "
+            f"{len(series)} pages were found",
         )
     if not series.is_multifile:
         last = series[len(series) - 1]
         if last is None or len(last.dataoffsets) == 0:
             raise _truncated(path, "the last page cannot be located")
-        end = max(int(o) + int(c) for o, c in zip(last.dataoffsets, last.databytecounts))
+        ends = zip(last.dataoffsets, last.databytecounts, strict=True)
+        end = max(int(o) + int(c) for o, c in ends)
         if end > filesize:
             raise _truncated(
                 path, f"the last page's data end at byte {end} but the file has {filesize} bytes"
@@ -529,7 +533,8 @@ class TiffReader(Reader):
         if tif.is_imagej:
             meta.update({k: v for k, v in _imagej_metadata(tif).items() if v is not None})
         if tif.is_ome:
-            meta.update({k: v for k, v in _ome_metadata(tif, series_index).items() if v is not None})
+            ome = _ome_metadata(tif, series_index)
+            meta.update({k: v for k, v in ome.items() if v is not None})
 
         frames = TiffFrames(
             path=path,

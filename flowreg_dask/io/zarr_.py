@@ -85,9 +85,10 @@ def _ome_attrs(group: Any) -> tuple[dict[str, Any] | None, str | None]:
 
 def _scale_of(multiscale: dict[str, Any], dataset: dict[str, Any], ndim: int) -> np.ndarray:
     scale = np.ones(ndim)
-    for transforms in (dataset.get("coordinateTransformations"), multiscale.get(
-        "coordinateTransformations"
-    )):
+    for transforms in (
+        dataset.get("coordinateTransformations"),
+        multiscale.get("coordinateTransformations"),
+    ):
         for tr in transforms or []:
             if tr.get("type") == "scale" and len(tr.get("scale", [])) == ndim:
                 scale = scale * np.asarray(tr["scale"], dtype=float)
@@ -162,9 +163,9 @@ class ZarrReader(Reader):
         if ome is not None and dataset is None:
             return self._open_ome(path, node, ome, version, axes, level, meta)
 
-        arrays = {name: arr for name, arr in node.members(max_depth=None) if isinstance(
-            arr, zarr.Array
-        )}
+        arrays = {
+            name: arr for name, arr in node.members(max_depth=None) if isinstance(arr, zarr.Array)
+        }
         available = {
             name: (tuple(arr.shape), arr.dtype if np.dtype(arr.dtype).kind in "uif" else None)
             for name, arr in arrays.items()
@@ -195,7 +196,12 @@ class ZarrReader(Reader):
         if len(members) > 1 and "c" not in ax:
             meta["channel_names"] = [m.rpartition("/")[2] for m in members]
         return ZarrFrames(
-            path=path, stamp=None, members=members, axes=ax, raw_shape=shape, dtype=dtype,
+            path=path,
+            stamp=None,
+            members=members,
+            axes=ax,
+            raw_shape=shape,
+            dtype=dtype,
             metadata=meta,
         )
 

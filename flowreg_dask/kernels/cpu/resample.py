@@ -128,11 +128,11 @@ def resize(img: np.ndarray, out_h: int, out_w: int, *, antialias: bool = True) -
     img = np.ascontiguousarray(img, dtype=np.float32)
     # rows first: the vectorised row pass shrinks the data before the gather-heavy column pass
     tmp = img
-    if out_h != h:
+    if out_h != h or sigma > 0:  # the antialiasing Gaussian acts on both axes
         sy, wy, py = tap_table(h, out_h, sigma)
         tmp = np.empty((out_h, w, nc), np.float32)
         resample_y(img, sy, wy, _mirror_cached(h, py), tmp)
-    if out_w != w:
+    if out_w != w or sigma > 0:
         sx, wx, px = tap_table(w, out_w, sigma)
         out = np.empty((out_h, out_w, nc), np.float32)
         resample_x(tmp, sx, wx, _mirror_cached(w, px), out)

@@ -1,0 +1,203 @@
+"""End-to-end benchmark of the registration pipeline: frames/s, peak memory and accuracy.
+
+Each configuration runs as a separate process (``flowreg-dask correct`` or, with ``--pyflowreg``,
+pyflowreg's ``compensate_recording``) on a synthetic recording written to disk first. Peak memory
+is the largest *sum* of resident set sizes over the process and all its children, sampled from
+``/proc`` every 50 ms (worker processes included). Accuracy: mean endpoint error of the stored flow
+fields against the generator's ground truth (10 px border excluded).
+
+Usage::
+
+    python bench/bench_pipeline.py                              # modes x presets, 256x256x1000
+    python bench/bench_pipeline.py --lengths 250 1000 4000 --modes threading  # memory vs length
+    python bench/bench_pipeline.py --pyflowreg /venv-with-pyflowreg/bin/python --frames 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+BORDER = 10
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident set size (bytes) of ``pid`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            ppid = int(fields[1])
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            children.setdefault(ppid, []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack.extend(children.get(p, []))
+    return total
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    """Run ``cmd``; returns (wall seconds, peak tree RSS bytes, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(proc.pid))
+            time.sleep(0.05)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, err = proc.communicate()
+    done.set()
+    th.join()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    return wall, peak, out
+
+
+def make_recording(folder: Path, *, frames: int, size: int, channels: int, seed: int) -> Path:
+    from flowreg_dask.datasets import SyntheticSpec, save_synthetic_recording
+
+    path = folder / f"rec_{size}x{size}x{frames}x{channels}_s{seed}.tif"
+    if not path.exists():
+        spec = SyntheticSpec(n_frames=frames, height=size, width=size, n_channels=channels,
+                             seed=seed)
+        save_synthetic_recording(path, spec=spec, save_flow=False)
+    return path
+
+
+def truth_epe(flow_tyx2: np.ndarray, spec, start: int = 0) -> float:
+    b = BORDER
+    total, count = 0.0, 0
+    for s in range(0, flow_tyx2.shape[0], 100):
+        e = min(s + 100, flow_tyx2.shape[0])
+        _, gt = spec.frames(start + s, start + e)
+        err = np.linalg.norm(flow_tyx2[s:e] - gt, axis=-1)[:, b:-b, b:-b]
+        total += float(err.sum())
+        count += err.size
+    return total / count
+
+
+def ours(rec: Path, out: Path, *, preset: str, mode: str, n_jobs: int, buffer: int,
+         save_w: bool) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "flowreg_dask.cli.main", "correct", str(rec), "-o", str(out),
+           "--quality", preset, "--parallelization", mode, "--n-jobs", str(n_jobs),
+           "--buffer-size", str(buffer), "--overwrite", "--no-progress"]
+    if save_w:
+        cmd.append("--save-w")
+    wall, peak, _ = run_measured(cmd)
+    return wall, peak
+
+
+PYFLOWREG_SNIPPET = r"""
+import sys
+from pyflowreg.motion_correction import OFOptions, compensate_recording
+from pyflowreg.motion_correction.compensate_recording import RegistrationConfig
+if __name__ == "__main__":
+    rec, out, preset, n_jobs, buffer = sys.argv[1:6]
+    opts = OFOptions(input_file=rec, output_path=out, output_format="HDF5", quality_setting=preset,
+                     save_w=True, buffer_size=int(buffer))
+    compensate_recording(opts, config=RegistrationConfig(n_jobs=int(n_jobs),
+                                                         parallelization="multiprocessing"))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--frames", type=int, default=1000)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--channels", type=int, default=2)
+    ap.add_argument("--presets", nargs="+", default=["fast", "balanced", "quality"])
+    ap.add_argument("--modes", nargs="+",
+                    default=["sequential", "threading", "multiprocessing", "distributed"])
+    ap.add_argument("--n-jobs", type=int, nargs="+", default=[2])
+    ap.add_argument("--buffer", type=int, nargs="+", default=[100])
+    ap.add_argument("--lengths", type=int, nargs="*", default=[],
+                    help="extra: peak memory for recordings of these lengths (first mode/preset)")
+    ap.add_argument("--pyflowreg", default=None, help="python interpreter that has pyflowreg")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from flowreg_dask.datasets import SyntheticSpec
+    from flowreg_dask.store.zarr_store import open_result
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="flowreg_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    spec = SyntheticSpec(n_frames=args.frames, height=args.size, width=args.size,
+                         n_channels=args.channels, seed=args.seed)
+    rec = make_recording(work, frames=args.frames, size=args.size, channels=args.channels,
+                         seed=args.seed)
+    mb = rec.stat().st_size / 2**20
+    print(f"# recording {args.size}x{args.size}x{args.frames}, {args.channels} channel(s), uint16, "
+          f"{mb:.0f} MiB TIFF; {os.cpu_count()} cores; end to end incl. reference and writing")
+    print("| tool | preset | mode | n_jobs | buffer | frames/s | peak RSS MiB | EPE px |")
+    print("|---|---|---|---|---|---|---|---|")
+    for preset in args.presets:
+        for mode in args.modes:
+            for n_jobs in args.n_jobs:
+                for buffer in args.buffer:
+                    out = work / f"out_{preset}_{mode}_{n_jobs}_{buffer}.zarr"
+                    wall, peak = ours(rec, out, preset=preset, mode=mode, n_jobs=n_jobs,
+                                      buffer=buffer, save_w=True)
+                    ds = open_result(out)
+                    flow = np.moveaxis(ds["flow"].values, 1, -1)
+                    e = truth_epe(flow, spec)
+                    print(f"| flowreg_dask | {preset} | {mode} | {n_jobs} | {buffer} | "
+                          f"{args.frames / wall:.1f} | {peak / 2**20:.0f} | {e:.3f} |", flush=True)
+        if args.pyflowreg:
+            out = work / f"pyflowreg_{preset}"
+            for n_jobs in args.n_jobs:
+                wall, peak, _ = run_measured(
+                    [args.pyflowreg, "-c", PYFLOWREG_SNIPPET, str(rec), str(out), preset,
+                     str(n_jobs), "400"]
+                )
+                import h5py
+
+                with h5py.File(out / "w.h5", "r") as fh:
+                    flow = np.stack([fh["u"][:], fh["v"][:]], axis=-1)
+                e = truth_epe(flow, spec)
+                print(f"| pyflowreg | {preset} | multiprocessing | {n_jobs} | 400 | "
+                      f"{args.frames / wall:.1f} | {peak / 2**20:.0f} | {e:.3f} |", flush=True)
+    if args.lengths:
+        print()
+        print("# peak memory against recording length "
+              f"({args.presets[0]}, {args.modes[0]}, n_jobs {args.n_jobs[0]}, "
+              f"buffer {args.buffer[0]}, flows not stored)")
+        print("| frames | file MiB | frames/s | peak RSS MiB |")
+        print("|---|---|---|---|")
+        for n in args.lengths:
+            r = make_recording(work, frames=n, size=args.size, channels=args.channels,
+                               seed=args.seed)
+            wall, peak = ours(r, work / f"len_{n}.zarr", preset=args.presets[0],
+                              mode=args.modes[0], n_jobs=args.n_jobs[0], buffer=args.buffer[0],
+                              save_w=False)
+            print(f"| {n} | {r.stat().st_size / 2**20:.0f} | {n / wall:.1f} | {peak / 2**20:.0f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

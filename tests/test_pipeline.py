@@ -1,0 +1,263 @@
+"""Pipeline: run modes, chunk independence, resume after SIGKILL, laziness, accuracy, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+from flowreg_dask.datasets import synthetic_recording
+from flowreg_dask.errors import InvalidInputError, OutputExistsError
+from flowreg_dask.options import OFOptions, RegistrationConfig
+from flowreg_dask.pipeline import graph
+from flowreg_dask.pipeline.api import compensate_arr, compensate_recording, register
+from flowreg_dask.store.zarr_store import open_result
+
+N, H, W = 48, 48, 56
+B = 8  # border excluded from endpoint errors
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return synthetic_recording(n_frames=N, height=H, width=W, n_channels=2, seed=3)
+
+
+def _opts(**kw) -> OFOptions:
+    base = dict(quality_setting="fast", buffer_size=16, reference_frames=list(range(12)),
+                iterations=20, save_w=True, save_valid_idx=True)
+    base.update(kw)
+    return OFOptions(**base)
+
+
+def _as_da(movie: np.ndarray, chunk: int) -> xr.DataArray:
+    return xr.DataArray(da.from_array(movie, chunks=(chunk, -1, -1, -1)), dims=("t", "y", "x", "c"))
+
+
+def _epe(flow: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.linalg.norm(flow - truth, axis=-1)[:, B:-B, B:-B].mean())
+
+
+def _rel_truth(rec, ref_frames=range(12)) -> np.ndarray:
+    """Ground truth relative to a reference built from ``ref_frames`` (to first order, that
+    reference is the template displaced by the mean motion of those frames)."""
+    return rec.flow - rec.flow[list(ref_frames)].mean(axis=0)
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    ds = open_result(path)
+    return {k: ds[k].values for k in ("corrected", "flow", "valid", "reference", "mean_disp")}
+
+
+def test_modes_give_identical_stores(tmp_path, rec):
+    results = {}
+    for mode in ("sequential", "threading", "multiprocessing", "distributed"):
+        out = compensate_recording(
+            _opts(), RegistrationConfig(parallelization=mode, n_jobs=2, progress=False),
+            recording=rec.movie, output=tmp_path / f"{mode}.zarr",
+        )
+        results[mode] = _load(out)
+    ref = results["sequential"]
+    for mode, res in results.items():
+        for key in ref:
+            np.testing.assert_array_equal(res[key], ref[key], err_msg=f"{mode}: {key}")
+    flow = np.moveaxis(ref["flow"], 1, -1)
+    truth = _rel_truth(rec)
+    assert _epe(flow, truth) < 0.5 * _epe(np.zeros_like(flow), truth)
+
+
+def test_preprocessing_exact_across_chunk_sizes(rec):
+    from flowreg_dask.core.params import resolve_params
+
+    sigma = [[1.0, 1.0, 1.5], [1.0, 1.0, 0.8]]  # temporal halo of 6 frames
+    prep = graph.prepare(
+        rec.reference, params=resolve_params(), sigma=sigma, channel_normalization="joint",
+        interpolation="cubic", out_dtype=np.uint16, update_init=True,
+    )
+    small = graph.preprocessed(da.from_array(rec.movie, chunks=(7, -1, -1, -1)), prep).compute()
+    large = graph.preprocessed(da.from_array(rec.movie, chunks=(N, -1, -1, -1)), prep).compute()
+    np.testing.assert_allclose(small, large, rtol=0, atol=1e-6)
+
+
+def test_flows_nearly_independent_of_buffer_size(rec):
+    opts_a = _opts(buffer_size=10, quality_setting="quality")
+    opts_b = _opts(buffer_size=N, quality_setting="quality")
+    ref = rec.reference
+    _, wa = compensate_arr(rec.movie, ref, opts_a, config=RegistrationConfig(progress=False))
+    _, wb = compensate_arr(rec.movie, ref, opts_b, config=RegistrationConfig(progress=False))
+    # only the initial flow of each chunk differs (previous chunk's halo vs. own first frames)
+    diff = np.linalg.norm(wa - wb, axis=-1)[:, B:-B, B:-B].mean()
+    assert diff < 0.05, diff
+    assert abs(_epe(wa, rec.flow) - _epe(wb, rec.flow)) < 0.02
+
+
+def test_pipeline_epe_matches_engine_frame_by_frame(rec):
+    from flowreg_dask.core.params import resolve_params
+    from flowreg_dask.core.solver import FlowEstimator
+
+    opts = _opts(update_initialization_w=False)
+    ds = register(rec.movie, opts, reference=rec.reference)
+    flow = ds["flow"].values
+    prep = graph.prepare(
+        rec.reference.astype(np.float32), params=resolve_params(opts, n_channels=2),
+        sigma=opts.sigma, channel_normalization="joint", interpolation="cubic",
+        out_dtype=np.uint16, update_init=False,
+    )
+    from flowreg_dask.pipeline.blocks import preprocess_block
+
+    proc = preprocess_block(rec.movie, vmin=prep.vmin, vmax=prep.vmax, sigma=opts.sigma)
+    est = FlowEstimator(prep.ref_proc, prep.params)
+    direct = np.stack([est.flow(f) for f in proc])
+    assert abs(_epe(flow, rec.flow) - _epe(direct, rec.flow)) < 0.05
+    np.testing.assert_allclose(flow, direct, atol=1e-4)
+
+
+def test_lazy_slicing_registers_only_touched_chunks(rec, monkeypatch):
+    calls = []
+    real = graph.register_block
+
+    def counting(proc, raw, **kw):
+        calls.append(raw.shape[0])
+        return real(proc, raw, **kw)
+
+    monkeypatch.setattr(graph, "register_block", counting)
+    ds = register(rec.movie, _opts(buffer_size=12), reference=rec.reference)
+    assert calls == []  # building the dataset registers nothing
+    sub = ds["corrected"][13:15].compute(scheduler="synchronous")
+    assert sub.shape == (2, H, W, 2)
+    assert calls == [12]  # one chunk of 12 frames
+    calls.clear()
+    dask_out = ds[["corrected", "flow", "valid"]].isel(t=slice(0, 12))
+    dask_out.compute(scheduler="synchronous")
+    assert calls == [12]  # all outputs of a chunk come from one registration
+
+
+def test_corrected_dtype_and_clipping(rec):
+    corrected, flow = compensate_arr(rec.movie, rec.reference, _opts(),
+                                     config=RegistrationConfig(progress=False))
+    assert corrected.dtype == np.uint16 and flow.dtype == np.float32
+    assert corrected.shape == rec.movie.shape and flow.shape == (N, H, W, 2)
+    f32, _ = compensate_arr(rec.movie, rec.reference, _opts(output_typename="float32"),
+                            config=RegistrationConfig(progress=False))
+    assert f32.dtype == np.float32
+    np.testing.assert_array_equal(np.clip(np.rint(f32), 0, 65535).astype(np.uint16), corrected)
+
+
+def test_single_channel_and_2d_shapes(rec):
+    movie = rec.movie[..., 1]
+    reg, w = compensate_arr(movie, rec.reference[..., 1], _opts(),
+                            config=RegistrationConfig(progress=False))
+    assert reg.shape == movie.shape and w.shape == (N, H, W, 2)
+
+
+def test_update_reference_chain(tmp_path, rec):
+    out = compensate_recording(
+        _opts(update_reference=True), RegistrationConfig(progress=False),
+        recording=rec.movie, output=tmp_path / "upd.zarr",
+    )
+    res = _load(out)
+    flow = np.moveaxis(res["flow"], 1, -1)
+    truth = _rel_truth(rec)
+    assert _epe(flow, truth) < 0.6 * _epe(np.zeros_like(flow), truth)
+
+
+def test_callbacks_and_progress(tmp_path, rec):
+    seen, ws, regs = [], [], []
+    compensate_recording(
+        _opts(), RegistrationConfig(parallelization="threading", progress=False),
+        recording=rec.movie, output=tmp_path / "cb.zarr",
+        progress_callback=lambda cur, tot: seen.append((cur, tot)),
+        w_callback=lambda w, s, e: ws.append((w.shape, s, e)),
+        registered_callback=lambda r, s, e: regs.append((r.shape, s, e)),
+    )
+    assert seen[-1] == (N, N) and len(seen) == 3
+    assert sorted(x[1:] for x in ws) == [(0, 16), (16, 32), (32, 48)]
+    assert all(shape == (16, H, W, 2) for shape, _, _ in ws)
+    assert all(shape == (16, H, W, 2) for shape, _, _ in regs)
+
+
+def test_existing_output_not_overwritten(tmp_path, rec):
+    out = tmp_path / "o.zarr"
+    cfg = RegistrationConfig(progress=False)
+    compensate_recording(_opts(), cfg, recording=rec.movie, output=out)
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        compensate_recording(_opts(), cfg, recording=rec.movie, output=out)
+    compensate_recording(_opts(), cfg, recording=rec.movie, output=out, overwrite=True)
+    assert open_result(out)["corrected"].shape == (N, 2, H, W)
+
+
+def test_bad_input_errors_before_work(tmp_path, rec):
+    cfg = RegistrationConfig(progress=False)
+    with pytest.raises(InvalidInputError, match="reference"):
+        compensate_arr(rec.movie, np.zeros((10, 10)), _opts(), config=cfg)
+    with pytest.raises(InvalidInputError, match="zero frames|empty"):
+        compensate_arr(np.zeros((0, H, W), np.uint16), None, _opts(), config=cfg)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError):
+        compensate_recording(_opts(), cfg, recording=rec.movie, output=blocker / "out.zarr")
+    with pytest.raises(FileNotFoundError):
+        compensate_recording(_opts(), cfg, recording=tmp_path / "missing.tif",
+                             output=tmp_path / "x.zarr")
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from flowreg_dask.datasets import synthetic_recording
+    from flowreg_dask.options import OFOptions, RegistrationConfig
+    from flowreg_dask.pipeline import blocks
+    from flowreg_dask.pipeline.api import compensate_recording
+
+    out, slow = sys.argv[1], sys.argv[2] == "slow"
+    if slow:  # make chunks slow so the parent can kill us mid-run
+        real = blocks.register_block
+        def slow_block(*a, **k):
+            time.sleep(0.6)
+            return real(*a, **k)
+        import flowreg_dask.pipeline.graph as g
+        g.register_block = slow_block
+    rec = synthetic_recording(n_frames=48, height=48, width=56, n_channels=2, seed=3)
+    opts = OFOptions(quality_setting="fast", buffer_size=8, reference_frames=list(range(12)),
+                     iterations=20, save_w=True, save_valid_idx=True)
+    if __name__ == "__main__":
+        compensate_recording(opts, RegistrationConfig(parallelization="sequential", progress=False),
+                             recording=rec.movie, output=out)
+        print("done")
+    """
+)
+
+
+def test_resume_after_sigkill_matches_clean_run(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    clean = tmp_path / "clean.zarr"
+    subprocess.run([sys.executable, str(script), str(clean), "fast"], check=True, env=env)
+    killed = tmp_path / "killed.zarr"
+    proc = subprocess.Popen([sys.executable, str(script), str(killed), "slow"], env=env)
+    marker_dir = killed / ".flowreg" / "chunks"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if marker_dir.exists() and len(list(marker_dir.glob("*.done"))) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_done = len(list(marker_dir.glob("*.done")))
+    assert 2 <= n_done < 6, n_done
+    with pytest.raises(Exception, match="incomplete|missing|rerun"):
+        open_result(killed)
+    subprocess.run([sys.executable, str(script), str(killed), "fast"], check=True, env=env)
+    a, b = _load(clean), _load(killed)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
