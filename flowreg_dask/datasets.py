@@ -914,8 +914,8 @@ class _Motion:
     basis: np.ndarray  # (2K, Ny, Nx) float64: cos/sin waves on the coarse nodes
     spacing: float
     margin: int
-    ry: np.ndarray  # (H, Ny) float32 cubic-spline interpolation from nodes to rows
-    rx_t: np.ndarray  # (Nx, W) float32 (C-contiguous transpose, for a fast matmul)
+    by: sparse.csr_matrix  # (H, Ny) cubic B-spline weights of the node coefficients at rows
+    bx: sparse.csr_matrix  # (W, Nx) same for columns
     node_y: np.ndarray  # (Ny, Nx) float64 node index grid (rows)
     node_x: np.ndarray
 
@@ -934,14 +934,20 @@ def _motion_key(spec: SyntheticSpec) -> tuple:
     )
 
 
-def _spline_matrix(n_fine: int, n_nodes: int, spacing: float, margin: int) -> np.ndarray:
-    """Matrix evaluating the interpolating cubic spline through node values at pixels 0..n-1."""
+def _bspline_matrix(n_fine: int, n_nodes: int, spacing: float, margin: int) -> sparse.csr_matrix:
+    """Sparse matrix of cubic B-spline weights (4 per row) at pixels 0..n_fine-1.
+
+    Applied to spline coefficients (``spline_filter(values, mode="mirror")``) of node values it
+    evaluates the same interpolating spline as ``map_coordinates(..., mode="mirror")``.
+    Sparse products use no multi-threaded BLAS, whose idle spinning would slow the noise thread.
+    """
     pos = (np.arange(n_fine, dtype=np.float64) + margin * spacing) / spacing
     eye = np.eye(n_nodes)
     out = np.empty((n_fine, n_nodes))
     for j in range(n_nodes):
-        out[:, j] = ndi.map_coordinates(eye[j], [pos], order=3, mode="mirror")
-    return out.astype(np.float32)
+        out[:, j] = ndi.map_coordinates(eye[j], [pos], order=3, mode="mirror", prefilter=False)
+    out[np.abs(out) < 1e-12] = 0.0
+    return sparse.csr_matrix(out.astype(np.float32))
 
 
 def _smooth_process(
@@ -1025,8 +1031,8 @@ def _motion(key: tuple) -> _Motion:
         basis=basis,
         spacing=spacing,
         margin=margin,
-        ry=_spline_matrix(H, ny, spacing, margin),
-        rx_t=np.ascontiguousarray(_spline_matrix(W, nx, spacing, margin).T),
+        by=_bspline_matrix(H, ny, spacing, margin),
+        bx=_bspline_matrix(W, nx, spacing, margin),
         node_y=node_y,
         node_x=node_x,
     )
@@ -1073,9 +1079,13 @@ def _solve_fields(
             z = znew
             if delta < _FP_TOL:
                 break
-        full = np.empty((4, motion.ry.shape[0], motion.rx_t.shape[1]), dtype=np.float32)
-        for i, node_values in enumerate((nn[0], nn[1], z[0], z[1])):
-            np.matmul(motion.ry @ node_values.astype(np.float32), motion.rx_t, out=full[i])
+        zc = [ndi.spline_filter(z[i], order=3, mode="mirror") for i in (0, 1)]
+        full = np.stack(
+            [
+                motion.by @ (motion.bx @ c.astype(np.float32).T).T
+                for c in (coeffs[0], coeffs[1], zc[0], zc[1])
+            ]
+        )
         g = full[:2]
         g[0] += np.float32(rr[0])
         g[1] += np.float32(rr[1])

@@ -141,9 +141,7 @@ def test_imagej_tzcyx_flattened_t_major(tmp_path):
     t, z, c = 4, 3, 2
     data = movie(t=t * z, c=c).reshape(t, z, H, W, c)
     path = tmp_path / "tz.tif"
-    tifffile.imwrite(
-        path, data.transpose(0, 1, 4, 2, 3), imagej=True, metadata={"axes": "TZCYX"}
-    )
+    tifffile.imwrite(path, data.transpose(0, 1, 4, 2, 3), imagej=True, metadata={"axes": "TZCYX"})
     rec = open_recording(path, buffer_size=5)
     assert_recording(rec, data.reshape(t * z, H, W, c))
 
@@ -475,8 +473,9 @@ def test_zarr_v3_array_dimension_names(tmp_path):
 def test_zarr_v2_plain_array(tmp_path):
     data = movie(c=2)
     path = tmp_path / "v2.zarr"
-    arr = zarr.create_array(path, shape=data.shape, chunks=(4, H, W, 2), dtype="uint16",
-                            zarr_format=2)
+    arr = zarr.create_array(
+        path, shape=data.shape, chunks=(4, H, W, 2), dtype="uint16", zarr_format=2
+    )
     arr[:] = data
     assert_recording(open_recording(path), data)
 
@@ -508,7 +507,10 @@ def test_ome_zarr_05_tcyx(tmp_path):
         "omero": {"channels": [{"label": "gcamp"}, {"label": "tdtomato"}]},
     }
     arr = group.create_array(
-        "0", shape=(T, 2, H, W), chunks=(4, 2, H, W), dtype="uint16",
+        "0",
+        shape=(T, 2, H, W),
+        chunks=(4, 2, H, W),
+        dtype="uint16",
         dimension_names=("t", "c", "y", "x"),
     )
     arr[:] = data.transpose(0, 3, 1, 2)
@@ -596,6 +598,30 @@ def test_dask_and_xarray_sources():
     assert list(rec.coords["c"].values) == ["g", "r"]
     assert rec.attrs["frame_rate"] == 10.0
     assert_recording(open_recording(xr.DataArray(data[..., 0])), data[..., :1])
+
+
+def test_z_axis_flattened_with_warning(tmp_path):
+    data = movie(t=4 * 3).reshape(4, 3, H, W)
+    with pytest.warns(FlowRegWarning, match="z axis of 3 planes"):
+        rec = open_recording(xr.DataArray(data, dims=("t", "z", "y", "x")))
+    assert_recording(rec, data.reshape(12, H, W, 1))
+    path = tmp_path / "z.h5"
+    with h5py.File(path, "w") as f:
+        f["mov"] = data.transpose(1, 0, 2, 3)  # (z, t, y, x)
+    with pytest.warns(FlowRegWarning, match="z axis"):
+        rec = open_recording(path, axes="ztyx", buffer_size=5)
+    assert_recording(rec, data.reshape(12, H, W, 1))
+
+
+def test_single_frame_tiff_and_fancy_indexing(tmp_path):
+    frame = movie(t=1)[0]
+    tifffile.imwrite(tmp_path / "one.tif", frame)
+    assert_recording(open_recording(tmp_path / "one.tif"), frame[None, ..., None])
+    data = movie()
+    tifffile.imwrite(tmp_path / "m.tif", data)
+    rec = open_recording(tmp_path / "m.tif", buffer_size=5)
+    np.testing.assert_array_equal(rec.isel(t=[9, 1, 6]).values[..., 0], data[[9, 1, 6]])
+    np.testing.assert_array_equal(rec[::4, 2:5, -3:].values[..., 0], data[::4, 2:5, -3:])
 
 
 # ------------------------------------------------------------------------------------------
@@ -786,7 +812,9 @@ def test_info_and_describe(tmp_path):
     data = movie(c=2)
     path = tmp_path / "ij.tif"
     tifffile.imwrite(
-        path, data.transpose(0, 3, 1, 2), imagej=True,
+        path,
+        data.transpose(0, 3, 1, 2),
+        imagej=True,
         metadata={"axes": "TCYX", "finterval": 0.1},
     )
     d = info(path, buffer_size=5)

@@ -153,7 +153,10 @@ class FlowEstimator:
                 v = resize(v[:, :, None], lv.height, lv.width)[:, :, 0]
             use_median = min(lv.height, lv.width) > 5
             if not gnc:
-                f2w = f2 if k == 0 else self._warp_level(ld, f2, u, v)
+                # The coarsest level is warped too when an initial flow is given: the
+                # linearisation must be taken around the current estimate (the reference
+                # implementation skips this warp, which makes large initial flows overshoot).
+                f2w = f2 if (k == 0 and u0 is None) else self._warp_level(ld, f2, u, v)
                 du, dv = self._solve_level(ld, f2w, u, v, beta)
                 if use_median:
                     du = self._median_inplace(du)

@@ -119,7 +119,7 @@ def _concat_files(paths: list[str], where: str, open_kw: dict[str, Any]) -> Lazy
 
 
 def _stack_channels(paths: list[str], open_kw: dict[str, Any]) -> LazyFrames:
-    parts = [_open_file(p, **open_kw) for p in paths]
+    parts = [_open_path(p, open_kw) for p in paths]
     first = parts[0]
     for p, part in zip(paths[1:], parts[1:], strict=True):
         for label, i in (("frame count", 0), ("height", 1), ("width", 2)):
@@ -359,8 +359,8 @@ def open_recording(
           ``.npy``, raw binary (``format="raw"``), or a zarr / OME-Zarr folder;
         * a folder of TIFF files or a glob pattern (``"run1_*.tif"``): the files are read one
           after the other in natural order (``file2`` before ``file10``);
-        * a list of files: one file per channel (same frame count, height and width; data
-          types are promoted to the widest with a warning);
+        * a list of files (or folders / patterns): one per channel (same frame count, height
+          and width; data types are promoted to the widest with a warning);
         * a numpy, dask or xarray array: (H, W), (T, H, W), (T, H, W, C), or named dims.
     buffer_size : int
         Frames per dask chunk (default 400); frames are never split.
@@ -460,10 +460,6 @@ def open_recording(
         reader_options["axes"] = axes
     open_kw = {"format": format, "deinterleave": deinterleave, "reader_kwargs": reader_options}
     if kind == "list" and len(paths) > 1:
-        for p in paths:
-            if not os.path.exists(p):
-                msg = f"Channel file not found: '{p}'. Check the path."
-                raise RecordingNotFoundError(msg)
         lazy = _stack_channels(paths, open_kw)
     else:
         lazy = _open_path(paths[0], open_kw)

@@ -49,7 +49,8 @@ METADATA_KEYS = ("source", "format", "files", "frame_rate", "pixel_size", "chann
 # file handles
 # --------------------------------------------------------------------------------------------
 
-#: Most handles one thread keeps open; the least recently used one is closed beyond this.
+#: Most handles one cache (a thread's, or the shared one) keeps open; the least recently
+#: used one is closed beyond this.
 MAX_HANDLES_PER_THREAD = 16
 
 _local = threading.local()
@@ -104,13 +105,39 @@ def _thread_cache() -> OrderedDict:
     return _local.cache
 
 
-def cached_handle(key: tuple, opener: Callable[[], Any]) -> Any:
-    """Return the handle cached under ``key`` in this thread, opening it with ``opener()``.
+_shared_lock = threading.Lock()
+_shared: dict[str, Any] = {"pid": None, "cache": OrderedDict()}
+
+
+def _shared_cache() -> OrderedDict:
+    pid = os.getpid()
+    if _shared["pid"] != pid:  # first use, or a forked child: forget the parent's handles
+        _shared["pid"] = pid
+        _shared["cache"] = OrderedDict()
+    return _shared["cache"]
+
+
+def cached_handle(key: tuple, opener: Callable[[], Any], *, per_thread: bool = True) -> Any:
+    """Return the handle cached under ``key``, opening it with ``opener()`` on first use.
 
     ``key`` should contain the reader kind, the path and the file stamp, so that a file rewritten
-    under the same name is opened anew. Handles are never shared between threads (tifffile and
-    numpy file reads are not thread-safe on one handle) nor between processes.
+    under the same name is opened anew. With ``per_thread=True`` (for handles that are not
+    thread-safe, such as ``tifffile.TiffFile``) each thread keeps its own handle; otherwise one
+    handle is shared by the threads of a process (memory maps, zarr arrays, h5py files, data
+    loaded in full). Handles are never shared between processes: a copy of a wrapper that
+    arrives in another process, or a forked child, opens its own.
     """
+    if not per_thread:
+        with _shared_lock:
+            cache = _shared_cache()
+            handle = cache.pop(key, None)
+            if handle is None:
+                handle = opener()
+                while len(cache) >= MAX_HANDLES_PER_THREAD:
+                    _, old = cache.popitem(last=False)
+                    _close(old)
+            cache[key] = handle
+            return handle
     cache = _thread_cache()
     try:
         handle = cache.pop(key)
@@ -131,6 +158,11 @@ def clear_handle_cache() -> None:
         _all_caches.clear()
     if getattr(_local, "pid", None) == pid:
         _local.pid = None
+    with _shared_lock:
+        if _shared["pid"] == pid:
+            caches.append(_shared["cache"])
+        _shared["pid"] = None
+        _shared["cache"] = OrderedDict()
     for cache in caches:
         while cache:
             _, handle = cache.popitem()

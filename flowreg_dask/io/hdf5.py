@@ -179,7 +179,9 @@ class Hdf5Frames(AxesArrayFrames):
 
     def _arrays(self) -> list[Any]:
         check_unchanged(self.path, self.stamp)
-        f = cached_handle(("hdf5", self.path, self.stamp), lambda: open_h5(self.path))
+        f = cached_handle(
+            ("hdf5", self.path, self.stamp), lambda: open_h5(self.path), per_thread=False
+        )
         return [f[name] for name in self.members]
 
 

@@ -75,6 +75,7 @@ class MatV5Frames(AxesArrayFrames):
             lambda: _Loaded(
                 scipy.io.loadmat(self.path, variable_names=list(self.members), squeeze_me=False)
             ),
+            per_thread=False,
         )
         return [loaded.arrays[name] for name in self.members]
 

@@ -40,7 +40,10 @@ class NpyFrames(AxesArrayFrames):
 
     def _arrays(self) -> list[Any]:
         check_unchanged(self.path, self.stamp)
-        return [cached_handle(("npy", self.path, self.stamp), lambda: load_npy(self.path))]
+        mm = cached_handle(
+            ("npy", self.path, self.stamp), lambda: load_npy(self.path), per_thread=False
+        )
+        return [mm]
 
 
 class NpyReader(Reader):

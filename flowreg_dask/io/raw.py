@@ -50,6 +50,7 @@ class RawFrames(AxesArrayFrames):
                 shape=self.raw_shape,
                 order=self.order,
             ),
+            per_thread=False,
         )
         return [mm]
 

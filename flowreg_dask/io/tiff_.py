@@ -163,6 +163,7 @@ class TiffFrames(LazyFrames):
                     offset=offset,
                     shape=(n_planes * plane_elems,),
                 ),
+                per_thread=False,
             )
             return np.asarray(mm.reshape(n_planes, plane_elems)[planes])
         tif = self._tiff()
@@ -308,6 +309,10 @@ def _check_complete(
 ) -> tuple[int, str] | None:
     """Raise if the file is cut off; return ``(offset, typecode)`` if the data is contiguous."""
     filesize = os.path.getsize(path)
+    # walk the whole IFD chain (tifffile has usually done so already): a chain cut off by
+    # truncation is logged by tifffile as an invalid page offset
+    if len(tif.pages) == 0:
+        raise _truncated(path, "no image pages were found")
     structural = [m for m in log if any(s in m.lower() for s in _STRUCTURAL_LOG)]
     if structural:
         raise _truncated(path, "tifffile: " + structural[0].split("> ", 1)[-1][:200])
@@ -508,7 +513,7 @@ class TiffReader(Reader):
         series_index: int,
         log: list[str],
     ) -> LazyFrames:
-        if not tif.series or len(tif.pages) == 0:
+        if not tif.series:
             raise _truncated(path, "no image pages were found")
         if not 0 <= series_index < len(tif.series):
             msg = (
@@ -517,10 +522,10 @@ class TiffReader(Reader):
             )
             raise InvalidInputError(msg)
         series = tif.series[series_index]
-        ax = _semantic_axes(tif, series, axes, path)
-        outer_shape, kinds, plane_shape, perm = _layout(tif, series, ax, path)
         n_elems = int(np.prod(series.shape))
         contiguous = _check_complete(tif, series, n_elems, log, path)
+        ax = _semantic_axes(tif, series, axes, path)
+        outer_shape, kinds, plane_shape, perm = _layout(tif, series, ax, path)
 
         meta: dict[str, Any] = {
             "source": path,
@@ -559,13 +564,12 @@ class TiffReader(Reader):
             if frames.shape[3] == 1 and n_si > 1:
                 if n == 1:
                     n = n_si
-                    names = si.get("channel_names")
                 elif n != n_si:
                     warn_user(
                         f"ScanImage file '{path}' saved {n_si} channels but deinterleave={n} was "
                         f"given; using deinterleave={n}"
                     )
-            elif frames.shape[3] == n_si:
+            if frames.shape[3] * n == n_si:
                 names = si.get("channel_names")
             frames.metadata.update(meta)
         if names is not None and len(names) != frames.shape[3] * n:

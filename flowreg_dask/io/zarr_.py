@@ -48,7 +48,8 @@ class ZarrFrames(AxesArrayFrames):
             return lambda: zarr.open_array(self.path, path=member, mode="r")
 
         return [
-            cached_handle(("zarr", self.path, member), opener(member)) for member in self.members
+            cached_handle(("zarr", self.path, member), opener(member), per_thread=False)
+            for member in self.members
         ]
 
 
