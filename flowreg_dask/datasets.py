@@ -510,7 +510,8 @@ def save_synthetic_recording(
     spec : SyntheticSpec
         What to generate.
     chunk_frames : int
-        Frames generated at a time (bounds memory).
+        Frames generated at a time. Peak memory is about
+        ``chunk_frames * H * W * (C * itemsize + 8)`` bytes (the 8 for the flow).
     save_flow : bool
         Also write the ground-truth flow (8 bytes per pixel and frame).
 

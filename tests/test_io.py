@@ -291,6 +291,7 @@ def test_tiff_folder_natural_order(tmp_path):
     (folder / "notes.txt").write_text("not an image")
     rec = open_recording(folder, buffer_size=5)
     assert_recording(rec, np.concatenate(parts)[..., None])
+    assert rec.attrs["source"] == str(folder)
     assert [os.path.basename(f) for f in rec.attrs["files"]][:3] == [
         "file1.tif",
         "file2.tif",

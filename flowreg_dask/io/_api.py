@@ -98,7 +98,7 @@ def _warn_promoted(parts: Sequence[LazyFrames], paths: Sequence[str], what: str)
         warn_user(f"{what} have different data types ({listing}); reading all as {target}")
 
 
-def _concat_files(paths: list[str], where: str, open_kw: dict[str, Any]) -> LazyFrames:
+def _concat_files(paths: list[str], source: str, where: str, open_kw: dict[str, Any]) -> LazyFrames:
     parts = [_open_file(p, **open_kw) for p in paths]
     first = parts[0]
     for p, part in zip(paths[1:], parts[1:], strict=True):
@@ -114,7 +114,7 @@ def _concat_files(paths: list[str], where: str, open_kw: dict[str, Any]) -> Lazy
         return first
     _warn_promoted(parts, paths, f"files of {where}")
     meta = dict(first.metadata)
-    meta.update({"source": where, "files": [f for part in parts for f in part.metadata["files"]]})
+    meta.update({"source": source, "files": [f for part in parts for f in part.metadata["files"]]})
     return ConcatFrames(parts, meta)
 
 
@@ -186,13 +186,13 @@ def _open_path(path: str, open_kw: dict[str, Any]) -> LazyFrames:
                 f"'{os.path.join(path, '*.h5')}', or a list of per-channel files."
             )
             raise UnsupportedFormatError(msg)
-        return _concat_files(files, f"folder '{path}'", open_kw)
+        return _concat_files(files, path, f"folder '{path}'", open_kw)
     if _GLOB_CHARS.search(path):
         files = sorted((f for f in glob.glob(path) if os.path.isfile(f)), key=natural_sort_key)
         if not files:
             msg = f"No files match the pattern '{path}'"
             raise RecordingNotFoundError(msg)
-        return _concat_files(files, f"pattern '{path}'", open_kw)
+        return _concat_files(files, path, f"pattern '{path}'", open_kw)
     parent = os.path.dirname(os.path.abspath(path))
     hint = "" if os.path.isdir(parent) else f" (the folder '{parent}' does not exist either)"
     msg = f"Recording file not found: '{path}'{hint}. Check the path and the working directory."
@@ -403,6 +403,12 @@ def open_recording(
         The file is truncated or corrupted, or the data have an unusable shape or type.
     InvalidOptionError
         ``buffer_size``, ``bin_size``, ``deinterleave`` or ``frames`` are invalid.
+
+    Notes
+    -----
+    Worker threads keep the files they read open (read-only) for the next chunk. Call
+    :func:`flowreg_dask.io.clear_handle_cache` before overwriting or deleting an input file in
+    the same Python session.
 
     Examples
     --------

@@ -29,6 +29,46 @@ def _psi(s2, a):
     return a * math.exp((a - np.float32(1.0)) * math.log(s2 + EPS))
 
 
+# log2 on [1, 2) (abs. error 2e-6) and exp2 on [0, 1) (rel. error 1e-7): least-squares fits
+_L = tuple(np.float32(c) for c in (
+    2.11724770e-06, 1.44247547e00, -7.17558976e-01, 4.55530272e-01, -2.74627562e-01,
+    1.19300880e-01, -2.51237696e-02,
+))
+_E = tuple(np.float32(c) for c in (
+    0.9999999, 0.69315462, 0.24014079, 0.05586326, 0.00894622, 0.00189511,
+))
+
+
+@numba.njit(**JIT)
+def psi_row(s2, a, out, ibuf, fbuf):
+    """``out = a * (s2 + eps)^(a - 1)`` for one row, with bit-level log2/exp2 in loops that
+    vectorise (relative error about 1e-6; 2.5x faster than libm exp/log here)."""
+    n = s2.shape[0]
+    am1 = a - np.float32(1.0)
+    l0, l1, l2, l3, l4, l5, l6 = _L
+    e0, e1, e2, e3, e4, e5 = _E
+    for x in range(n):
+        out[x] = s2[x] + EPS
+    ob = out.view(np.int32)
+    for x in range(n):
+        b = ob[x]
+        fbuf[x] = np.float32(((b >> 23) & 255) - 127)
+        ibuf[x] = (b & 0x7FFFFF) | 0x3F800000
+    mf = ibuf.view(np.float32)
+    for x in range(n):
+        t = mf[x] - np.float32(1.0)
+        lg = l0 + t * (l1 + t * (l2 + t * (l3 + t * (l4 + t * (l5 + t * l6)))))
+        z = max(am1 * (fbuf[x] + lg), np.float32(-126.0))
+        k = math.floor(z)
+        f = z - k
+        out[x] = e0 + f * (e1 + f * (e2 + f * (e3 + f * (e4 + f * e5))))
+        ibuf[x] = np.int32(k) << 23
+    for x in range(n):
+        ob[x] = ob[x] + ibuf[x]
+    for x in range(n):
+        out[x] *= a
+
+
 @numba.njit(**JIT)
 def _data_coefficients(J, W, du, dv, a_data, beta, use_psi, A11, A22, A12, B1, B2):
     """Fold the data term over channels: A = sum_c W_c psi_c J_c (padded outputs, interior).
@@ -41,6 +81,9 @@ def _data_coefficients(J, W, du, dv, a_data, beta, use_psi, A11, A22, A12, B1, B
     one = np.float32(1.0)
     zero = np.float32(0.0)
     s2 = np.empty(w, np.float32)
+    psi = np.empty(w, np.float32)
+    ibuf = np.empty(w, np.int32)
+    fbuf = np.empty(w, np.float32)
     for y in range(h):
         py = y + 1
         for x in range(w):
@@ -64,12 +107,13 @@ def _data_coefficients(J, W, du, dv, a_data, beta, use_psi, A11, A22, A12, B1, B
                     )
                     s2[x] = max(r, zero)
                 a = a_data[c]
-                blend = a > 0 and a < 1
-                for x in range(w):
-                    psi = _psi(s2[x], a)
-                    if blend:
-                        psi = (one - beta) + beta * psi
-                    s2[x] = psi * W[y, x, c]
+                psi_row(s2, a, psi, ibuf, fbuf)
+                if a > 0 and a < 1:
+                    for x in range(w):
+                        s2[x] = ((one - beta) + beta * psi[x]) * W[y, x, c]
+                else:
+                    for x in range(w):
+                        s2[x] = psi[x] * W[y, x, c]
             else:
                 for x in range(w):
                     s2[x] = W[y, x, c]
