@@ -81,15 +81,27 @@ def run_ours(ref, frames, preset: str, term: str, threads: int) -> tuple[float, 
 
 
 def run_pyflowreg(python: str, ref, frames, truth, preset: str, term: str) -> dict:
-    kw = dict(alpha=(1.5, 1.5), levels=100, min_level=PRESETS[preset], eta=0.8, iterations=50,
-              update_lag=5, a_data=0.45, a_smooth=1.0, const_assumption=term)
+    kw = dict(
+        alpha=(1.5, 1.5),
+        levels=100,
+        min_level=PRESETS[preset],
+        eta=0.8,
+        iterations=50,
+        update_lag=5,
+        a_data=0.45,
+        a_smooth=1.0,
+        const_assumption=term,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.npz")
         np.savez(path, ref=ref, frames=frames, truth=truth)
         env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
         out = subprocess.run(
             [python, "-c", PYFLOWREG_SNIPPET, path, json.dumps(kw), str(BORDER)],
-            capture_output=True, text=True, env=env, check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
         )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -110,8 +122,10 @@ def main() -> None:
     cols += [f"ms/frame {t}thr" for t in args.threads]
     if args.pyflowreg:
         cols += ["pyflowreg ms", "pyflowreg EPE", "speed-up 1thr"]
-    print(f"# flow engine, {args.frames} frames, {args.channels} channel(s), "
-          f"{os.cpu_count()} cores, python {sys.version.split()[0]}")
+    print(
+        f"# flow engine, {args.frames} frames, {args.channels} channel(s), "
+        f"{os.cpu_count()} cores, python {sys.version.split()[0]}"
+    )
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for size in args.sizes:
@@ -128,8 +142,11 @@ def main() -> None:
                 row += [f"{times[t]:.1f}" for t in args.threads]
                 if args.pyflowreg:
                     pf = run_pyflowreg(args.pyflowreg, ref, frames, truth, preset, term)
-                    row += [f"{pf['ms']:.1f}", f"{pf['epe']:.3f}",
-                            f"{pf['ms'] / times[args.threads[0]]:.1f}x"]
+                    row += [
+                        f"{pf['ms']:.1f}",
+                        f"{pf['epe']:.3f}",
+                        f"{pf['ms'] / times[args.threads[0]]:.1f}x",
+                    ]
                 print("| " + " | ".join(row) + " |", flush=True)
 
 

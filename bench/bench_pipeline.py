@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -56,8 +55,7 @@ def _tree_rss(pid: int) -> int:
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
     """Run ``cmd``; returns (wall seconds, peak tree RSS bytes, stdout)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
     done = threading.Event()
 
@@ -83,8 +81,9 @@ def make_recording(folder: Path, *, frames: int, size: int, channels: int, seed:
 
     path = folder / f"rec_{size}x{size}x{frames}x{channels}_s{seed}.tif"
     if not path.exists():
-        spec = SyntheticSpec(n_frames=frames, height=size, width=size, n_channels=channels,
-                             seed=seed)
+        spec = SyntheticSpec(
+            n_frames=frames, height=size, width=size, n_channels=channels, seed=seed
+        )
         save_synthetic_recording(path, spec=spec, save_flow=False)
     return path
 
@@ -101,11 +100,28 @@ def truth_epe(flow_tyx2: np.ndarray, spec, start: int = 0) -> float:
     return total / count
 
 
-def ours(rec: Path, out: Path, *, preset: str, mode: str, n_jobs: int, buffer: int,
-         save_w: bool) -> tuple[float, int]:
-    cmd = [sys.executable, "-m", "flowreg_dask.cli.main", "correct", str(rec), "-o", str(out),
-           "--quality", preset, "--parallelization", mode, "--n-jobs", str(n_jobs),
-           "--buffer-size", str(buffer), "--overwrite", "--no-progress"]
+def ours(
+    rec: Path, out: Path, *, preset: str, mode: str, n_jobs: int, buffer: int, save_w: bool
+) -> tuple[float, int]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "flowreg_dask.cli.main",
+        "correct",
+        str(rec),
+        "-o",
+        str(out),
+        "--quality",
+        preset,
+        "--parallelization",
+        mode,
+        "--n-jobs",
+        str(n_jobs),
+        "--buffer-size",
+        str(buffer),
+        "--overwrite",
+        "--no-progress",
+    ]
     if save_w:
         cmd.append("--save-w")
     wall, peak, _ = run_measured(cmd)
@@ -131,12 +147,18 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--channels", type=int, default=2)
     ap.add_argument("--presets", nargs="+", default=["fast", "balanced", "quality"])
-    ap.add_argument("--modes", nargs="+",
-                    default=["sequential", "threading", "multiprocessing", "distributed"])
+    ap.add_argument(
+        "--modes", nargs="+", default=["sequential", "threading", "multiprocessing", "distributed"]
+    )
     ap.add_argument("--n-jobs", type=int, nargs="+", default=[2])
     ap.add_argument("--buffer", type=int, nargs="+", default=[100])
-    ap.add_argument("--lengths", type=int, nargs="*", default=[],
-                    help="extra: peak memory for recordings of these lengths (first mode/preset)")
+    ap.add_argument(
+        "--lengths",
+        type=int,
+        nargs="*",
+        default=[],
+        help="extra: peak memory for recordings of these lengths (first mode/preset)",
+    )
     ap.add_argument("--pyflowreg", default=None, help="python interpreter that has pyflowreg")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -147,13 +169,21 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="flowreg_bench_"))
     work.mkdir(parents=True, exist_ok=True)
-    spec = SyntheticSpec(n_frames=args.frames, height=args.size, width=args.size,
-                         n_channels=args.channels, seed=args.seed)
-    rec = make_recording(work, frames=args.frames, size=args.size, channels=args.channels,
-                         seed=args.seed)
+    spec = SyntheticSpec(
+        n_frames=args.frames,
+        height=args.size,
+        width=args.size,
+        n_channels=args.channels,
+        seed=args.seed,
+    )
+    rec = make_recording(
+        work, frames=args.frames, size=args.size, channels=args.channels, seed=args.seed
+    )
     mb = rec.stat().st_size / 2**20
-    print(f"# recording {args.size}x{args.size}x{args.frames}, {args.channels} channel(s), uint16, "
-          f"{mb:.0f} MiB TIFF; {os.cpu_count()} cores; end to end incl. reference and writing")
+    print(
+        f"# recording {args.size}x{args.size}x{args.frames}, {args.channels} channel(s), uint16, "
+        f"{mb:.0f} MiB TIFF; {os.cpu_count()} cores; end to end incl. reference and writing"
+    )
     print("| tool | preset | mode | n_jobs | buffer | frames/s | peak RSS MiB | EPE px |")
     print("|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
@@ -161,42 +191,74 @@ def main() -> None:
             for n_jobs in args.n_jobs:
                 for buffer in args.buffer:
                     out = work / f"out_{preset}_{mode}_{n_jobs}_{buffer}.zarr"
-                    wall, peak = ours(rec, out, preset=preset, mode=mode, n_jobs=n_jobs,
-                                      buffer=buffer, save_w=True)
+                    wall, peak = ours(
+                        rec,
+                        out,
+                        preset=preset,
+                        mode=mode,
+                        n_jobs=n_jobs,
+                        buffer=buffer,
+                        save_w=True,
+                    )
                     ds = open_result(out)
                     flow = np.moveaxis(ds["flow"].values, 1, -1)
                     e = truth_epe(flow, spec)
-                    print(f"| flowreg_dask | {preset} | {mode} | {n_jobs} | {buffer} | "
-                          f"{args.frames / wall:.1f} | {peak / 2**20:.0f} | {e:.3f} |", flush=True)
+                    print(
+                        f"| flowreg_dask | {preset} | {mode} | {n_jobs} | {buffer} | "
+                        f"{args.frames / wall:.1f} | {peak / 2**20:.0f} | {e:.3f} |",
+                        flush=True,
+                    )
         if args.pyflowreg:
             out = work / f"pyflowreg_{preset}"
             for n_jobs in args.n_jobs:
                 wall, peak, _ = run_measured(
-                    [args.pyflowreg, "-c", PYFLOWREG_SNIPPET, str(rec), str(out), preset,
-                     str(n_jobs), "400"]
+                    [
+                        args.pyflowreg,
+                        "-c",
+                        PYFLOWREG_SNIPPET,
+                        str(rec),
+                        str(out),
+                        preset,
+                        str(n_jobs),
+                        "400",
+                    ]
                 )
                 import h5py
 
                 with h5py.File(out / "w.h5", "r") as fh:
                     flow = np.stack([fh["u"][:], fh["v"][:]], axis=-1)
                 e = truth_epe(flow, spec)
-                print(f"| pyflowreg | {preset} | multiprocessing | {n_jobs} | 400 | "
-                      f"{args.frames / wall:.1f} | {peak / 2**20:.0f} | {e:.3f} |", flush=True)
+                print(
+                    f"| pyflowreg | {preset} | multiprocessing | {n_jobs} | 400 | "
+                    f"{args.frames / wall:.1f} | {peak / 2**20:.0f} | {e:.3f} |",
+                    flush=True,
+                )
     if args.lengths:
         print()
-        print("# peak memory against recording length "
-              f"({args.presets[0]}, {args.modes[0]}, n_jobs {args.n_jobs[0]}, "
-              f"buffer {args.buffer[0]}, flows not stored)")
+        print(
+            "# peak memory against recording length "
+            f"({args.presets[0]}, {args.modes[0]}, n_jobs {args.n_jobs[0]}, "
+            f"buffer {args.buffer[0]}, flows not stored)"
+        )
         print("| frames | file MiB | frames/s | peak RSS MiB |")
         print("|---|---|---|---|")
         for n in args.lengths:
-            r = make_recording(work, frames=n, size=args.size, channels=args.channels,
-                               seed=args.seed)
-            wall, peak = ours(r, work / f"len_{n}.zarr", preset=args.presets[0],
-                              mode=args.modes[0], n_jobs=args.n_jobs[0], buffer=args.buffer[0],
-                              save_w=False)
-            print(f"| {n} | {r.stat().st_size / 2**20:.0f} | {n / wall:.1f} | {peak / 2**20:.0f} |",
-                  flush=True)
+            r = make_recording(
+                work, frames=n, size=args.size, channels=args.channels, seed=args.seed
+            )
+            wall, peak = ours(
+                r,
+                work / f"len_{n}.zarr",
+                preset=args.presets[0],
+                mode=args.modes[0],
+                n_jobs=args.n_jobs[0],
+                buffer=args.buffer[0],
+                save_w=False,
+            )
+            print(
+                f"| {n} | {r.stat().st_size / 2**20:.0f} | {n / wall:.1f} | {peak / 2**20:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1736,6 +1736,9 @@ class RegistrationConfig(_StrictModel):
         True prints more information (unlike pyflowreg, where False was the chatty mode).
     progress : bool
         Show a progress bar.
+    chunk_memory : int
+        Working-memory budget of one time chunk in bytes (default 256 MiB); caps the chunk
+        length below ``buffer_size`` for large frames.
 
     Examples
     --------
@@ -1761,6 +1764,16 @@ class RegistrationConfig(_StrictModel):
     )
     verbose: bool = Field(default=False, description="Print more information (True = more output).")
     progress: bool = Field(default=True, description="Show a progress bar.")
+    chunk_memory: int = Field(
+        default=256 * 2**20,
+        ge=16 * 2**20,
+        description=(
+            "Bytes of working memory one time chunk may use while it is registered (raw, "
+            "pre-processed and corrected frames, flows, masks). Chunks are buffer_size frames long "
+            "unless that would exceed this budget; then they are shortened, so peak memory stays "
+            "about n_jobs x chunk_memory whatever the recording's length and frame size."
+        ),
+    )
 
     @field_validator("n_jobs", mode="before")
     @classmethod

@@ -32,8 +32,14 @@ def rec():
 
 
 def _opts(**kw) -> OFOptions:
-    base = dict(quality_setting="fast", buffer_size=16, reference_frames=list(range(12)),
-                iterations=20, save_w=True, save_valid_idx=True)
+    base = dict(
+        quality_setting="fast",
+        buffer_size=16,
+        reference_frames=list(range(12)),
+        iterations=20,
+        save_w=True,
+        save_valid_idx=True,
+    )
     base.update(kw)
     return OFOptions(**base)
 
@@ -61,8 +67,10 @@ def test_modes_give_identical_stores(tmp_path, rec):
     results = {}
     for mode in ("sequential", "threading", "multiprocessing", "distributed"):
         out = compensate_recording(
-            _opts(), RegistrationConfig(parallelization=mode, n_jobs=2, progress=False),
-            recording=rec.movie, output=tmp_path / f"{mode}.zarr",
+            _opts(),
+            RegistrationConfig(parallelization=mode, n_jobs=2, progress=False),
+            recording=rec.movie,
+            output=tmp_path / f"{mode}.zarr",
         )
         results[mode] = _load(out)
     ref = results["sequential"]
@@ -79,8 +87,13 @@ def test_preprocessing_exact_across_chunk_sizes(rec):
 
     sigma = [[1.0, 1.0, 1.5], [1.0, 1.0, 0.8]]  # temporal halo of 6 frames
     prep = graph.prepare(
-        rec.reference, params=resolve_params(), sigma=sigma, channel_normalization="joint",
-        interpolation="cubic", out_dtype=np.uint16, update_init=True,
+        rec.reference,
+        params=resolve_params(),
+        sigma=sigma,
+        channel_normalization="joint",
+        interpolation="cubic",
+        out_dtype=np.uint16,
+        update_init=True,
     )
     small = graph.preprocessed(da.from_array(rec.movie, chunks=(7, -1, -1, -1)), prep).compute()
     large = graph.preprocessed(da.from_array(rec.movie, chunks=(N, -1, -1, -1)), prep).compute()
@@ -107,9 +120,13 @@ def test_pipeline_epe_matches_engine_frame_by_frame(rec):
     ds = register(rec.movie, opts, reference=rec.reference)
     flow = ds["flow"].values
     prep = graph.prepare(
-        rec.reference.astype(np.float32), params=resolve_params(opts, n_channels=2),
-        sigma=opts.sigma, channel_normalization="joint", interpolation="cubic",
-        out_dtype=np.uint16, update_init=False,
+        rec.reference.astype(np.float32),
+        params=resolve_params(opts, n_channels=2),
+        sigma=opts.sigma,
+        channel_normalization="joint",
+        interpolation="cubic",
+        out_dtype=np.uint16,
+        update_init=False,
     )
     from flowreg_dask.pipeline.blocks import preprocess_block
 
@@ -141,27 +158,35 @@ def test_lazy_slicing_registers_only_touched_chunks(rec, monkeypatch):
 
 
 def test_corrected_dtype_and_clipping(rec):
-    corrected, flow = compensate_arr(rec.movie, rec.reference, _opts(),
-                                     config=RegistrationConfig(progress=False))
+    corrected, flow = compensate_arr(
+        rec.movie, rec.reference, _opts(), config=RegistrationConfig(progress=False)
+    )
     assert corrected.dtype == np.uint16 and flow.dtype == np.float32
     assert corrected.shape == rec.movie.shape and flow.shape == (N, H, W, 2)
-    f32, _ = compensate_arr(rec.movie, rec.reference, _opts(output_typename="float32"),
-                            config=RegistrationConfig(progress=False))
+    f32, _ = compensate_arr(
+        rec.movie,
+        rec.reference,
+        _opts(output_typename="float32"),
+        config=RegistrationConfig(progress=False),
+    )
     assert f32.dtype == np.float32
     np.testing.assert_array_equal(np.clip(np.rint(f32), 0, 65535).astype(np.uint16), corrected)
 
 
 def test_single_channel_and_2d_shapes(rec):
     movie = rec.movie[..., 1]
-    reg, w = compensate_arr(movie, rec.reference[..., 1], _opts(),
-                            config=RegistrationConfig(progress=False))
+    reg, w = compensate_arr(
+        movie, rec.reference[..., 1], _opts(), config=RegistrationConfig(progress=False)
+    )
     assert reg.shape == movie.shape and w.shape == (N, H, W, 2)
 
 
 def test_update_reference_chain(tmp_path, rec):
     out = compensate_recording(
-        _opts(update_reference=True), RegistrationConfig(progress=False),
-        recording=rec.movie, output=tmp_path / "upd.zarr",
+        _opts(update_reference=True),
+        RegistrationConfig(progress=False),
+        recording=rec.movie,
+        output=tmp_path / "upd.zarr",
     )
     res = _load(out)
     flow = np.moveaxis(res["flow"], 1, -1)
@@ -172,8 +197,10 @@ def test_update_reference_chain(tmp_path, rec):
 def test_callbacks_and_progress(tmp_path, rec):
     seen, ws, regs = [], [], []
     compensate_recording(
-        _opts(), RegistrationConfig(parallelization="threading", progress=False),
-        recording=rec.movie, output=tmp_path / "cb.zarr",
+        _opts(),
+        RegistrationConfig(parallelization="threading", progress=False),
+        recording=rec.movie,
+        output=tmp_path / "cb.zarr",
         progress_callback=lambda cur, tot: seen.append((cur, tot)),
         w_callback=lambda w, s, e: ws.append((w.shape, s, e)),
         registered_callback=lambda r, s, e: regs.append((r.shape, s, e)),
@@ -205,8 +232,9 @@ def test_bad_input_errors_before_work(tmp_path, rec):
     with pytest.raises(OSError):
         compensate_recording(_opts(), cfg, recording=rec.movie, output=blocker / "out.zarr")
     with pytest.raises(FileNotFoundError):
-        compensate_recording(_opts(), cfg, recording=tmp_path / "missing.tif",
-                             output=tmp_path / "x.zarr")
+        compensate_recording(
+            _opts(), cfg, recording=tmp_path / "missing.tif", output=tmp_path / "x.zarr"
+        )
 
 
 SCRIPT = textwrap.dedent(

@@ -1,4 +1,4 @@
-"""``flowreg-dask`` command line: ``demo``, ``correct``, ``info``. Thin layer over the public API."""
+"""``flowreg-dask`` command line: ``demo``, ``correct``, ``info``; a thin layer over the API."""
 
 from __future__ import annotations
 
@@ -25,15 +25,25 @@ def _frames_arg(text: str) -> list[int]:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quality", choices=["quality", "balanced", "fast"], default=None,
-                   help="quality preset (finest pyramid level solved: 0 / 4 / 6); default: quality")
+    p.add_argument(
+        "--quality",
+        choices=["quality", "balanced", "fast"],
+        default=None,
+        help="quality preset (finest pyramid level solved: 0 / 4 / 6); default: quality",
+    )
     p.add_argument("--buffer-size", type=int, default=None, help="frames per time chunk")
-    p.add_argument("--parallelization",
-                   choices=["sequential", "threading", "multiprocessing", "distributed"],
-                   default=None, help="run mode (default: threading)")
+    p.add_argument(
+        "--parallelization",
+        choices=["sequential", "threading", "multiprocessing", "distributed"],
+        default=None,
+        help="run mode (default: threading)",
+    )
     p.add_argument("--n-jobs", type=int, default=-1, help="workers (-1 = all cores)")
-    p.add_argument("--scheduler-address", default=None,
-                   help="address of a running dask scheduler (implies distributed)")
+    p.add_argument(
+        "--scheduler-address",
+        default=None,
+        help="address of a running dask scheduler (implies distributed)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -41,8 +51,10 @@ def _config(args):
     from ..options import RegistrationConfig
 
     return RegistrationConfig(
-        n_jobs=args.n_jobs, parallelization=args.parallelization,
-        scheduler_address=args.scheduler_address, progress=not args.no_progress,
+        n_jobs=args.n_jobs,
+        parallelization=args.parallelization,
+        scheduler_address=args.scheduler_address,
+        progress=not args.no_progress,
     )
 
 
@@ -69,8 +81,12 @@ def _cmd_correct(args) -> int:
     options = options.copy(**updates) if updates else options
     start = time.perf_counter()
     out = compensate_recording(
-        options, _config(args), recording=args.input, output=args.output,
-        overwrite=args.overwrite, resume=not args.no_resume,
+        options,
+        _config(args),
+        recording=args.input,
+        output=args.output,
+        overwrite=args.overwrite,
+        resume=not args.no_resume,
     )
     elapsed = time.perf_counter() - start
     from ..store.zarr_store import store_status
@@ -108,27 +124,43 @@ def _cmd_demo(args) -> int:
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = SyntheticSpec(n_frames=args.frames, height=args.size, width=args.size,
-                         n_channels=args.channels, seed=args.seed)
+    spec = SyntheticSpec(
+        n_frames=args.frames,
+        height=args.size,
+        width=args.size,
+        n_channels=args.channels,
+        seed=args.seed,
+    )
     movie_path = out_dir / "demo_recording.tif"
-    print(f"1/3 writing a synthetic 2-photon recording {spec.shape} (T, H, W, C) uint16 with known "
-          f"motion to {movie_path}")
+    print(
+        f"1/3 writing a synthetic 2-photon recording {spec.shape} (T, H, W, C) uint16 with known "
+        f"motion to {movie_path}"
+    )
     save_synthetic_recording(movie_path, spec=spec, save_flow=False)
     ref_frames = list(range(min(50, args.frames)))
     options = OFOptions(
-        quality_setting=args.quality, buffer_size=args.buffer_size, save_w=True,
-        save_valid_idx=True, reference_frames=ref_frames,
+        quality_setting=args.quality,
+        buffer_size=args.buffer_size,
+        save_w=True,
+        save_valid_idx=True,
+        reference_frames=ref_frames,
     )
     print(f"2/3 correcting it ({args.quality} preset) to {out_dir / 'demo_corrected.zarr'}")
     start = time.perf_counter()
-    out = compensate_recording(options, _config(args), recording=movie_path,
-                               output=out_dir / "demo_corrected.zarr", overwrite=True)
+    out = compensate_recording(
+        options,
+        _config(args),
+        recording=movie_path,
+        output=out_dir / "demo_corrected.zarr",
+        overwrite=True,
+    )
     elapsed = time.perf_counter() - start
     print("3/3 accuracy against the ground-truth displacement (10 px border excluded):")
     ds = open_result(out)
     flow = np.moveaxis(ds["flow"].values, 1, -1)  # (T, H, W, 2)
-    truth = np.concatenate([spec.frames(s, min(s + 100, spec.n_frames))[1]
-                            for s in range(0, spec.n_frames, 100)])
+    truth = np.concatenate(
+        [spec.frames(s, min(s + 100, spec.n_frames))[1] for s in range(0, spec.n_frames, 100)]
+    )
     # The reference is built from frames 0..49, so it sits where those frames are on average:
     # to first order the true flow relative to it is the ground truth minus that mean.
     truth = truth - truth[ref_frames].mean(axis=0)
@@ -137,8 +169,10 @@ def _cmd_demo(args) -> int:
     before = np.linalg.norm(truth, axis=-1)[:, b:-b, b:-b].mean()
     print(f"   mean displacement before correction: {before:.3f} px (relative to the reference)")
     print(f"   endpoint error of the estimated flow: {epe:.3f} px")
-    print(f"   {spec.n_frames / elapsed:.1f} frames/s end to end ({elapsed:.1f} s, including the "
-          "reference)")
+    print(
+        f"   {spec.n_frames / elapsed:.1f} frames/s end to end ({elapsed:.1f} s, including the "
+        "reference)"
+    )
     print(f"open the result with flowreg_dask.open_result({str(out)!r}) or napari")
     return 0
 
@@ -155,17 +189,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="recording (TIFF, HDF5, MAT, Zarr, .npy, ...)")
     p.add_argument("-o", "--output", required=True, help="output store, e.g. OUT.zarr")
     _add_run_args(p)
-    p.add_argument("--reference-frames", type=_frames_arg, default=None,
-                   help="frames to build the reference from, START:STOP (default 50:500)")
+    p.add_argument(
+        "--reference-frames",
+        type=_frames_arg,
+        default=None,
+        help="frames to build the reference from, START:STOP (default 50:500)",
+    )
     p.add_argument("--reference", default=None, help="reference image file instead")
     p.add_argument("--save-w", action="store_true", help="store the flow fields")
     p.add_argument("--save-valid", action="store_true", help="store the valid (in-bounds) masks")
-    p.add_argument("--output-dtype", default=None,
-                   help="dtype of the corrected movie (default: the input's)")
+    p.add_argument(
+        "--output-dtype", default=None, help="dtype of the corrected movie (default: the input's)"
+    )
     p.add_argument("--options", default=None, help="options file (.json or .toml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing complete output")
-    p.add_argument("--no-resume", action="store_true",
-                   help="do not continue an unfinished run into the same output")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="do not continue an unfinished run into the same output",
+    )
     p.set_defaults(func=_cmd_correct)
 
     p = sub.add_parser("info", help="describe a recording or a corrected store")

@@ -92,7 +92,8 @@ class FlowParams:
             alpha = np.repeat(alpha, 2)
         if alpha.size != 2 or not np.all(np.isfinite(alpha)) or np.any(alpha <= 0):
             raise InvalidOptionError(
-                f"alpha: expected one or two positive numbers (alpha_x, alpha_y), got {self.alpha!r}"
+                "alpha: expected one or two positive numbers (alpha_x, alpha_y), got "
+                f"{self.alpha!r}"
             )
         set_(self, "alpha", (float(alpha[0]), float(alpha[1])))
         for name, low in (("levels", 1), ("iterations", 1), ("update_lag", 1), ("cc_up", 1)):
@@ -110,7 +111,8 @@ class FlowParams:
         a_data = np.atleast_1d(np.asarray(self.a_data, dtype=np.float64))
         if a_data.ndim != 1 or np.any(a_data <= 0) or np.any(a_data > 1):
             raise InvalidOptionError(
-                f"a_data: expected values in (0, 1] (scalar or one per channel), got {self.a_data!r}"
+                "a_data: expected values in (0, 1] (scalar or one per channel), got "
+                f"{self.a_data!r}"
             )
         set_(self, "a_data", float(a_data[0]) if a_data.size == 1 else tuple(map(float, a_data)))
         if not (self.a_smooth > 0):
@@ -127,7 +129,7 @@ class FlowParams:
             ok = (
                 len(sched) >= 2
                 and all(0.0 <= b <= 1.0 for b in sched)
-                and all(b1 <= b2 for b1, b2 in zip(sched, sched[1:]))
+                and all(b1 <= b2 for b1, b2 in zip(sched, sched[1:], strict=False))
                 and math.isclose(sched[0], 0.0, abs_tol=1e-9)
                 and math.isclose(sched[-1], 1.0, abs_tol=1e-9)
             )
@@ -145,7 +147,9 @@ class FlowParams:
         if cc_hw.size == 1:
             cc_hw = np.repeat(cc_hw, 2)
         if cc_hw.size != 2 or np.any(cc_hw < 8):
-            raise InvalidOptionError(f"cc_hw: expected one or two integers >= 8, got {self.cc_hw!r}")
+            raise InvalidOptionError(
+                f"cc_hw: expected one or two integers >= 8, got {self.cc_hw!r}"
+            )
         set_(self, "cc_hw", (int(cc_hw[0]), int(cc_hw[1])))
         if not (0 < self.omega < 2):
             raise InvalidOptionError(f"omega: expected 0 < omega < 2, got {self.omega!r}")
@@ -208,7 +212,8 @@ def resolve_params(options: Any = None, n_channels: int | None = None, **params:
     elif options is not None:
         if not hasattr(options, "to_flow_kwargs"):
             raise InvalidOptionError(
-                f"options: expected an OFOptions, a FlowParams or a dict, got {type(options).__name__}"
+                "options: expected an OFOptions, a FlowParams or a dict, got "
+                f"{type(options).__name__}"
             )
         base = dict(options.to_flow_kwargs())
         wt = base.get("weight")

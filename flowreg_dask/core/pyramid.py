@@ -26,7 +26,9 @@ class Level:
     hx: float
 
 
-def pyramid_plan(height: int, width: int, *, eta: float, levels: int, min_level: int) -> list[Level]:
+def pyramid_plan(
+    height: int, width: int, *, eta: float, levels: int, min_level: int
+) -> list[Level]:
     """Levels from coarsest to finest solved, per-axis depth capped at 4x the shallower axis."""
     depth_y = warping_depth(eta, levels, height)
     depth_x = warping_depth(eta, levels, width)

@@ -94,7 +94,9 @@ class FlowEstimator:
         for lv in plan:
             ref_l = resize(self.reference, lv.height, lv.width)
             if self.weight_map is not None:
-                w_l = np.ascontiguousarray(np.maximum(resize(self.weight_map, lv.height, lv.width), 0))
+                w_l = np.ascontiguousarray(
+                    np.maximum(resize(self.weight_map, lv.height, lv.width), 0)
+                )
             else:
                 w_l = np.empty((lv.height, lv.width, nc), np.float32)
                 w_l[...] = weight
@@ -114,9 +116,22 @@ class FlowEstimator:
         du = np.empty((lv.height, lv.width), np.float32)
         dv = np.empty_like(du)
         _sor.solve_level(
-            J, ld.weight, u, v, np.float32(ld.alpha[0]), np.float32(ld.alpha[1]),
-            np.float32(lv.hx), np.float32(lv.hy), p.iterations, p.update_lag, self.a_data,
-            np.float32(p.a_smooth), np.float32(beta), np.float32(p.omega), du, dv,
+            J,
+            ld.weight,
+            u,
+            v,
+            np.float32(ld.alpha[0]),
+            np.float32(ld.alpha[1]),
+            np.float32(lv.hx),
+            np.float32(lv.hy),
+            p.iterations,
+            p.update_lag,
+            self.a_data,
+            np.float32(p.a_smooth),
+            np.float32(beta),
+            np.float32(p.omega),
+            du,
+            dv,
         )
         return du, dv
 
@@ -194,8 +209,13 @@ class FlowEstimator:
         out = np.empty_like(moving)
         valid = np.empty(flow.shape[:2], np.uint8)
         _kwarp.warp_image(
-            moving, np.ascontiguousarray(flow[..., 0]), np.ascontiguousarray(flow[..., 1]),
-            self.reference, out, 1, valid,
+            moving,
+            np.ascontiguousarray(flow[..., 0]),
+            np.ascontiguousarray(flow[..., 1]),
+            self.reference,
+            out,
+            1,
+            valid,
         )
         return out
 
@@ -222,7 +242,10 @@ class FlowEstimator:
         partial = self._warp_linear(mov, base)
         wvec = self.weight_vector if self.weight_vector is not None else self.weight_map
         dx, dy = estimate_rigid_shift(
-            self.reference, partial, target_hw=self.params.cc_hw, upsample=self.params.cc_up,
+            self.reference,
+            partial,
+            target_hw=self.params.cc_hw,
+            upsample=self.params.cc_up,
             weight=wvec,
         )
         comb = base + np.array([dx, dy], np.float32)
@@ -232,8 +255,12 @@ class FlowEstimator:
         cu = np.empty(self.shape[:2], np.float32)
         cv = np.empty_like(cu)
         _kwarp.bilinear_sample_flow(
-            np.ascontiguousarray(comb[..., 0]), np.ascontiguousarray(comb[..., 1]),
-            np.ascontiguousarray(res[..., 0]), np.ascontiguousarray(res[..., 1]), cu, cv,
+            np.ascontiguousarray(comb[..., 0]),
+            np.ascontiguousarray(comb[..., 1]),
+            np.ascontiguousarray(res[..., 0]),
+            np.ascontiguousarray(res[..., 1]),
+            cu,
+            cv,
         )
         return res + np.stack([cu, cv], axis=-1)
 

@@ -97,8 +97,13 @@ def warp(
         f = fl[t if fl.shape[0] > 1 else 0].astype(np.float32, copy=False)
         src = np.ascontiguousarray(fr[t], dtype=np.float32)
         _k.warp_image(
-            src, np.ascontiguousarray(f[..., 0]), np.ascontiguousarray(f[..., 1]), fill_f, tmp,
-            order, valid,
+            src,
+            np.ascontiguousarray(f[..., 0]),
+            np.ascontiguousarray(f[..., 1]),
+            fill_f,
+            tmp,
+            order,
+            valid,
         )
         out[t] = cast_like(tmp, frames.dtype)
     if stack:

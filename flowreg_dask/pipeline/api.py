@@ -48,18 +48,36 @@ def _as_options(options: Any) -> OFOptions:
     )
 
 
-def _as_recording(source: Any, options: OFOptions) -> xr.DataArray:
-    """A (t, y, x, c) dask-backed DataArray chunked by ``buffer_size`` frames."""
+def chunk_frames(shape: tuple[int, ...], dtype, out_dtype, buffer_size: int, budget: int) -> int:
+    """Frames per time chunk: ``buffer_size``, shortened to keep one chunk's working set (raw,
+    pre-processed, corrected frames, flows, masks) within ``budget`` bytes."""
+    _, h, w, c = shape
+    per_px = c * (np.dtype(dtype).itemsize + 8 + np.dtype(out_dtype).itemsize) + 9
+    return int(max(8, min(buffer_size, budget // (h * w * per_px))))
+
+
+def _as_recording(
+    source: Any, options: OFOptions, config: RegistrationConfig | None = None
+) -> xr.DataArray:
+    """A (t, y, x, c) dask-backed DataArray in time chunks of ``buffer_size`` frames (fewer when
+    the frames are so large that a chunk would exceed ``config.chunk_memory``)."""
+    budget = (config or RegistrationConfig()).chunk_memory
     if isinstance(source, xr.DataArray) and tuple(source.dims) == DIMS:
         rec = source
-        if rec.chunks is None or rec.data.chunks[0][0] != options.buffer_size:
-            rec = rec.chunk({"t": options.buffer_size, "y": -1, "x": -1, "c": -1})
     else:
         from ..io import open_recording
 
         rec = open_recording(source, buffer_size=options.buffer_size, bin_size=options.bin_size)
     if rec.shape[0] == 0:
         raise InvalidInputError("recording: has zero frames; nothing to register")
+    size = chunk_frames(rec.shape, rec.dtype, _out_dtype(options, rec), options.buffer_size, budget)
+    if rec.chunks is None or rec.data.chunks[0][0] != size or len(rec.data.chunks[1]) > 1:
+        if isinstance(source, xr.DataArray) or not isinstance(source, (str, Path, list)):
+            rec = rec.chunk({"t": size, "y": -1, "x": -1, "c": -1})
+        else:  # re-open, so every chunk reads only its own frames
+            from ..io import open_recording
+
+            rec = open_recording(source, buffer_size=size, bin_size=options.bin_size)
     return rec
 
 
@@ -69,21 +87,32 @@ def _out_dtype(options: OFOptions, rec: xr.DataArray) -> np.dtype:
 
 
 def _setup(
-    recording: Any, options: OFOptions, reference: Any, run: Runner | None
+    recording: Any,
+    options: OFOptions,
+    reference: Any,
+    run: Runner | None,
+    config: RegistrationConfig | None = None,
 ) -> tuple[xr.DataArray, FlowParams, Prepared]:
-    rec = _as_recording(recording, options)
+    rec = _as_recording(recording, options, config)
     _, h, w, c = rec.shape
     params = resolve_params(options, n_channels=c)
     source = options.reference_frames if reference is None else reference
     ref_raw = resolve_reference(
-        rec, source, params=params, sigma=options.sigma,
+        rec,
+        source,
+        params=params,
+        sigma=options.sigma,
         channel_normalization=options.channel_normalization,
-        interpolation=options.interpolation_method, runner=run,
+        interpolation=options.interpolation_method,
+        runner=run,
     )
     prep = prepare(
-        ref_raw, params=params, sigma=options.sigma,
+        ref_raw,
+        params=params,
+        sigma=options.sigma,
         channel_normalization=options.channel_normalization,
-        interpolation=options.interpolation_method, out_dtype=_out_dtype(options, rec),
+        interpolation=options.interpolation_method,
+        out_dtype=_out_dtype(options, rec),
         update_init=options.update_initialization_w,
     )
     return rec, params, prep
@@ -126,7 +155,7 @@ def register(
             "register()"
         )
     with runner(config) as run:
-        rec, _, prep = _setup(recording, options, reference, run)
+        rec, _, prep = _setup(recording, options, reference, run, config)
     blocks = registration_blocks(rec.data, prep)
     parts = split_outputs(blocks, rec.shape, prep.out_dtype)
     coords = {k: v for k, v in rec.coords.items() if k in ("t", "c")}
@@ -150,9 +179,16 @@ def _fingerprint(options: OFOptions, rec: xr.DataArray, reference: Any) -> str:
         opts.pop(key, None)
     ref_token = None if reference is None else dask.base.tokenize(np.asarray(reference))
     payload = json.dumps(
-        {"options": opts, "input": rec.data.name, "shape": list(rec.shape),
-         "dtype": str(rec.dtype), "reference": ref_token, "version": __version__},
-        sort_keys=True, default=str,
+        {
+            "options": opts,
+            "input": rec.data.name,
+            "shape": list(rec.shape),
+            "dtype": str(rec.dtype),
+            "reference": ref_token,
+            "version": __version__,
+        },
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
@@ -182,7 +218,10 @@ def _chunk_bounds(chunks_t: tuple[int, ...]) -> list[tuple[int, int]]:
 
 def _write_task(block: dict, store: CorrectedStore, block_id=None) -> np.ndarray:
     store.write_chunk(
-        block_id[0], corrected=block["corrected"], flow=block["flow"], valid=block["valid"],
+        block_id[0],
+        corrected=block["corrected"],
+        flow=block["flow"],
+        valid=block["valid"],
         stats={k: block[k] for k in STAT_NAMES},
     )
     return np.array([block["corrected"].shape[0]], np.int64)
@@ -260,34 +299,52 @@ def compensate_recording(
     config = config or RegistrationConfig()
     source = recording if recording is not None else options.input_file
     if source is None:
-        raise InvalidOptionError("input_file: no input given; set options.input_file or pass recording=")
+        raise InvalidOptionError(
+            "input_file: no input given; set options.input_file or pass recording="
+        )
     out_path = _output_path(options, output)
-    rec = _as_recording(source, options)
+    rec = _as_recording(source, options, config)
     n_frames, h, w, c = rec.shape
     bounds = _chunk_bounds(rec.data.chunks[0])
     store = CorrectedStore.create(
-        out_path, n_frames=n_frames, height=h, width=w, n_channels=c,
-        dtype=_out_dtype(options, rec), chunk_bounds=bounds,
-        save_flow=options.save_w, save_valid=options.save_valid_idx,
+        out_path,
+        n_frames=n_frames,
+        height=h,
+        width=w,
+        n_channels=c,
+        dtype=_out_dtype(options, rec),
+        chunk_bounds=bounds,
+        save_flow=options.save_w,
+        save_valid=options.save_valid_idx,
         run_fingerprint=_fingerprint(options, rec, reference),
-        metadata={"options": options.to_dict(), "software": f"flowreg_dask {__version__}",
-                  "input": str(rec.attrs.get("source", "<array>"))},
-        channel_names=rec.attrs.get("channel_names"), frame_rate=rec.attrs.get("frame_rate"),
-        pixel_size=rec.attrs.get("pixel_size"), overwrite=overwrite, resume=resume,
+        metadata={
+            "options": options.to_dict(),
+            "software": f"flowreg_dask {__version__}",
+            "input": str(rec.attrs.get("source", "<array>")),
+        },
+        channel_names=rec.attrs.get("channel_names"),
+        frame_rate=rec.attrs.get("frame_rate"),
+        pixel_size=rec.attrs.get("pixel_size"),
+        overwrite=overwrite,
+        resume=resume,
     )
     with runner(config) as run:
         ref_raw = _load_or_build_reference(store, rec, options, reference, run)
         params = resolve_params(options, n_channels=c)
         prep = prepare(
-            ref_raw, params=params, sigma=options.sigma,
+            ref_raw,
+            params=params,
+            sigma=options.sigma,
             channel_normalization=options.channel_normalization,
-            interpolation=options.interpolation_method, out_dtype=_out_dtype(options, rec),
+            interpolation=options.interpolation_method,
+            out_dtype=_out_dtype(options, rec),
             update_init=options.update_initialization_w,
         )
         done = store.done_chunks()
         todo = [i for i in range(len(bounds)) if i not in done]
         progress = FrameProgress(
-            n_frames, initial=sum(bounds[i][1] - bounds[i][0] for i in done),
+            n_frames,
+            initial=sum(bounds[i][1] - bounds[i][0] for i in done),
             show=config.progress,
             callbacks=[progress_callback] if progress_callback else None,
         )
@@ -335,9 +392,13 @@ def _load_or_build_reference(store, rec, options, reference, run) -> np.ndarray:
     params = resolve_params(options, n_channels=c)
     source = options.reference_frames if reference is None else reference
     ref = resolve_reference(
-        rec, source, params=params, sigma=options.sigma,
+        rec,
+        source,
+        params=params,
+        sigma=options.sigma,
         channel_normalization=options.channel_normalization,
-        interpolation=options.interpolation_method, runner=run,
+        interpolation=options.interpolation_method,
+        runner=run,
     )
     tmp = path.with_suffix(".tmp.npy")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -352,7 +413,7 @@ def _run_writes(writes: da.Array, todo: list[int], run: Runner, on_chunk) -> Non
         from distributed import as_completed
 
         futures = run.client.compute([writes.blocks[i] for i in todo])
-        index = {fut.key: i for fut, i in zip(futures, todo)}
+        index = {fut.key: i for fut, i in zip(futures, todo, strict=True)}
         for fut in as_completed(futures):
             on_chunk(index[fut.key], int(np.asarray(fut.result())[0]))
         return
@@ -399,16 +460,24 @@ def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chun
         lo = max(0, start - INIT_HALO) if prep.update_init else start
         proc, raw = run.compute(proc_all[lo:stop], rec.data[start:stop])
         out = register_block(
-            np.asarray(proc), np.asarray(raw), ref_proc=ref_proc, ref_raw=prep.ref_raw,
-            params=prep.params, interpolation=prep.interpolation, out_dtype=prep.out_dtype,
+            np.asarray(proc),
+            np.asarray(raw),
+            ref_proc=ref_proc,
+            ref_raw=prep.ref_raw,
+            params=prep.params,
+            interpolation=prep.interpolation,
+            out_dtype=prep.out_dtype,
             update_init=prep.update_init,
         )
         store.write_chunk(
-            i, corrected=out["corrected"], flow=out["flow"], valid=out["valid"],
+            i,
+            corrected=out["corrected"],
+            flow=out["flow"],
+            valid=out["valid"],
             stats={k: out[k] for k in STAT_NAMES},
         )
         last = slice(max(0, stop - start - 100), stop - start)
-        chunk_proc = np.asarray(proc)[-(stop - start):]
+        chunk_proc = np.asarray(proc)[-(stop - start) :]
         ref_proc = warp(
             chunk_proc[last], out["flow"][last], fill=ref_proc, interpolation=prep.interpolation
         ).mean(axis=0)
@@ -446,8 +515,11 @@ def compensate_arr(
     elif video.ndim == 4:
         arr = video
     else:
-        raise InvalidInputError(f"video: expected (T, H, W[, C]) or (H, W), got shape {video.shape}")
+        raise InvalidInputError(
+            f"video: expected (T, H, W[, C]) or (H, W), got shape {video.shape}"
+        )
     rec = xr.DataArray(da.from_array(arr, chunks=(options.buffer_size, -1, -1, -1)), dims=DIMS)
+    rec = _as_recording(rec, options, config)
     if reference is not None:
         reference = check_reference_shape(np.asarray(reference), *arr.shape[1:])
     ds = register(rec, options, reference=reference, config=config)

@@ -7,6 +7,8 @@ warps the raw frames and computes valid masks and per-frame statistics.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..core.params import FlowParams
@@ -18,6 +20,8 @@ from ..preprocess.normalize import normalize
 
 STAT_NAMES = ("mean_disp", "max_disp", "mean_div", "mean_translation")
 FIRST_CHUNK_INIT_FRAMES = 22
+INIT_STRIDE = 4  # every 4th halo frame is enough for a mean initial flow
+INIT_MIN_LEVEL = 4  # ... at no finer than the balanced preset's resolution
 
 
 def preprocess_block(
@@ -28,7 +32,7 @@ def preprocess_block(
 
 
 def frame_statistics(flow: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-frame statistics of (T, H, W, 2) flows: mean/max displacement, divergence, translation."""
+    """Per-frame statistics of (T, H, W, 2) flows: mean/max displacement, divergence, shift."""
     u = flow[..., 0].astype(np.float64)
     v = flow[..., 1].astype(np.float64)
     mag = np.sqrt(u * u + v * v)
@@ -42,16 +46,27 @@ def frame_statistics(flow: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def initial_flow(
-    estimator: FlowEstimator, halo: np.ndarray, chunk: np.ndarray, update_init: bool
+    ref_proc: np.ndarray,
+    params: FlowParams,
+    halo: np.ndarray,
+    chunk: np.ndarray,
+    update_init: bool,
 ) -> np.ndarray | None:
     """Initial flow of a chunk: the mean flow of its leading halo frames (the previous chunk's
-    last frames) or, for the first chunk, of its own first frames; None when disabled."""
+    last frames) or, for the first chunk, of its own first frames; None when disabled.
+
+    Only every ``INIT_STRIDE``-th of those frames is registered, at no finer than pyramid level
+    ``INIT_MIN_LEVEL``: an initial flow only has to be close, and this keeps the cost of the
+    chunk-independent initialisation to a few percent of the chunk's own work.
+    """
     if not update_init:
         return None
     frames = halo if halo.shape[0] > 0 else chunk[:FIRST_CHUNK_INIT_FRAMES]
     if frames.shape[0] == 0:
         return None
-    return estimator.flows(frames).mean(axis=0)
+    frames = frames[::-1][::INIT_STRIDE][::-1]
+    coarse = dataclasses.replace(params, min_level=max(params.min_level, INIT_MIN_LEVEL))
+    return FlowEstimator(ref_proc, coarse).flows(frames).mean(axis=0)
 
 
 def warp_frames(
@@ -69,7 +84,10 @@ def warp_frames(
             np.ascontiguousarray(raw[k], dtype=np.float32),
             np.ascontiguousarray(flows[k, ..., 0]),
             np.ascontiguousarray(flows[k, ..., 1]),
-            fill, tmp, order, valid[k],
+            fill,
+            tmp,
+            order,
+            valid[k],
         )
         out[k] = cast_like(tmp, out_dtype)
     return out, valid.astype(bool)
@@ -107,9 +125,8 @@ def register_block(
     n = raw.shape[0]
     halo = proc[: proc.shape[0] - n]
     chunk = proc[proc.shape[0] - n :]
-    est = FlowEstimator(ref_proc, params)
-    init = initial_flow(est, halo, chunk, update_init)
-    flows = est.flows(chunk, init)
+    init = initial_flow(ref_proc, params, halo, chunk, update_init)
+    flows = FlowEstimator(ref_proc, params).flows(chunk, init)
     corrected, valid = warp_frames(raw, flows, ref_raw, interpolation, out_dtype)
     out = {"corrected": corrected, "flow": flows, "valid": valid}
     out.update(frame_statistics(flows))

@@ -34,15 +34,27 @@ class Prepared:
 
 
 def prepare(
-    ref_raw: np.ndarray, *, params: FlowParams, sigma, channel_normalization: str,
-    interpolation: str, out_dtype, update_init: bool,
+    ref_raw: np.ndarray,
+    *,
+    params: FlowParams,
+    sigma,
+    channel_normalization: str,
+    interpolation: str,
+    out_dtype,
+    update_init: bool,
 ) -> Prepared:
     """Pre-process the reference (normalised by its own range, spatially smoothed)."""
     vmin, vmax = intensity_range(ref_raw, mode=channel_normalization)
     ref_proc = smooth_image(normalize(ref_raw, vmin=vmin, vmax=vmax), sigma)
     return Prepared(
-        ref_raw=np.ascontiguousarray(ref_raw, np.float32), ref_proc=ref_proc, vmin=vmin, vmax=vmax,
-        sigma=sigma, params=params, interpolation=interpolation, out_dtype=np.dtype(out_dtype),
+        ref_raw=np.ascontiguousarray(ref_raw, np.float32),
+        ref_proc=ref_proc,
+        vmin=vmin,
+        vmax=vmax,
+        sigma=sigma,
+        params=params,
+        interpolation=interpolation,
+        out_dtype=np.dtype(out_dtype),
         update_init=update_init,
     )
 
@@ -53,17 +65,29 @@ def preprocessed(data: da.Array, prep: Prepared) -> da.Array:
     kwargs = dict(vmin=prep.vmin, vmax=prep.vmax, sigma=prep.sigma)
     meta = np.empty((0, 0, 0, 0), np.float32)
     if depth_t == 0:
-        return data.map_blocks(preprocess_block, temporal=False, dtype=np.float32, meta=meta, **kwargs)
+        return data.map_blocks(
+            preprocess_block, temporal=False, dtype=np.float32, meta=meta, **kwargs
+        )
     return data.map_overlap(
-        preprocess_block, depth={0: depth_t, 1: 0, 2: 0, 3: 0}, boundary="none",
-        dtype=np.float32, meta=meta, **kwargs,
+        preprocess_block,
+        depth={0: depth_t, 1: 0, 2: 0, 3: 0},
+        boundary="none",
+        dtype=np.float32,
+        meta=meta,
+        **kwargs,
     )
 
 
 def _register_task(proc: np.ndarray, raw: np.ndarray, prep: Prepared) -> dict:
     return register_block(
-        proc, raw, ref_proc=prep.ref_proc, ref_raw=prep.ref_raw, params=prep.params,
-        interpolation=prep.interpolation, out_dtype=prep.out_dtype, update_init=prep.update_init,
+        proc,
+        raw,
+        ref_proc=prep.ref_proc,
+        ref_raw=prep.ref_raw,
+        params=prep.params,
+        interpolation=prep.interpolation,
+        out_dtype=prep.out_dtype,
+        update_init=prep.update_init,
     )
 
 
@@ -76,11 +100,22 @@ def registration_blocks(data: da.Array, prep: Prepared) -> da.Array:
     chunks_t = data.chunks[0]
     halo = min(INIT_HALO, min(chunks_t)) if prep.update_init and len(chunks_t) > 1 else 0
     if halo > 0:
-        proc = da.overlap.overlap(proc, depth={0: (halo, 0), 1: 0, 2: 0, 3: 0},
-                                  boundary={0: "none", 1: "none", 2: "none", 3: "none"})
+        proc = da.overlap.overlap(
+            proc,
+            depth={0: (halo, 0), 1: 0, 2: 0, 3: 0},
+            boundary={0: "none", 1: "none", 2: "none", 3: "none"},
+        )
     return da.blockwise(
-        _register_task, "t", proc, "tyxc", data, "tyxc", prep=prep,
-        align_arrays=False, concatenate=True, adjust_chunks={"t": chunks_t},
+        _register_task,
+        "t",
+        proc,
+        "tyxc",
+        data,
+        "tyxc",
+        prep=prep,
+        align_arrays=False,
+        concatenate=True,
+        adjust_chunks={"t": chunks_t},
         meta=np.empty((0,), dtype=object),
     )
 
@@ -95,15 +130,24 @@ def split_outputs(blocks: da.Array, shape: tuple[int, int, int, int], out_dtype)
     ct = blocks.chunks[0]
     out = {
         "corrected": blocks.map_blocks(
-            _take, "corrected", chunks=(ct, (h,), (w,), (c,)), new_axis=[1, 2, 3],
+            _take,
+            "corrected",
+            chunks=(ct, (h,), (w,), (c,)),
+            new_axis=[1, 2, 3],
             meta=np.empty((0, 0, 0, 0), out_dtype),
         ),
         "flow": blocks.map_blocks(
-            _take, "flow", chunks=(ct, (h,), (w,), (2,)), new_axis=[1, 2, 3],
+            _take,
+            "flow",
+            chunks=(ct, (h,), (w,), (2,)),
+            new_axis=[1, 2, 3],
             meta=np.empty((0, 0, 0, 0), np.float32),
         ),
         "valid": blocks.map_blocks(
-            _take, "valid", chunks=(ct, (h,), (w,)), new_axis=[1, 2],
+            _take,
+            "valid",
+            chunks=(ct, (h,), (w,)),
+            new_axis=[1, 2],
             meta=np.empty((0, 0, 0), bool),
         ),
     }

@@ -37,7 +37,11 @@ class FrameProgress:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=total, initial=initial, unit="frame", desc=desc, file=sys.stderr,
+                total=total,
+                initial=initial,
+                unit="frame",
+                desc=desc,
+                file=sys.stderr,
                 dynamic_ncols=True,
             )
 

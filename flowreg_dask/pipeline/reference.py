@@ -42,7 +42,9 @@ def clip_reference_indices(indices, n_frames: int) -> list[int]:
 
 def _read_image(path: Path, n_channels: int) -> np.ndarray:
     if not path.exists():
-        raise RecordingNotFoundError(f"reference_frames: reference image file {path} does not exist")
+        raise RecordingNotFoundError(
+            f"reference_frames: reference image file {path} does not exist"
+        )
     suffix = path.suffix.lower()
     if suffix == ".npy":
         img = np.load(path)
@@ -68,7 +70,8 @@ def check_reference_shape(ref: np.ndarray, height: int, width: int, n_channels: 
         ref = np.repeat(ref[:, :, None], n_channels, axis=2) if n_channels > 1 else ref[:, :, None]
     if ref.ndim != 3 or ref.shape != (height, width, n_channels):
         raise InvalidInputError(
-            f"reference: expected shape ({height}, {width}) or ({height}, {width}, {n_channels}) to "
+            f"reference: expected shape ({height}, {width}) or ({height}, {width}, {n_channels}) "
+            "to "
             f"match the recording, got {ref.shape}"
         )
     if not np.all(np.isfinite(ref)):
@@ -77,8 +80,14 @@ def check_reference_shape(ref: np.ndarray, height: int, width: int, n_channels: 
 
 
 def resolve_reference(
-    recording, source: Any, *, params: FlowParams, sigma, channel_normalization: str,
-    interpolation: str, runner=None,
+    recording,
+    source: Any,
+    *,
+    params: FlowParams,
+    sigma,
+    channel_normalization: str,
+    interpolation: str,
+    runner=None,
 ) -> np.ndarray:
     """The raw reference (H, W, C) float32 for ``recording`` (an xarray t, y, x, c DataArray).
 
@@ -86,7 +95,9 @@ def resolve_reference(
     """
     n_frames, height, width, n_channels = recording.shape
     if isinstance(source, (str, Path)):
-        return check_reference_shape(_read_image(Path(source), n_channels), height, width, n_channels)
+        return check_reference_shape(
+            _read_image(Path(source), n_channels), height, width, n_channels
+        )
     if not isinstance(source, (list, tuple, range)) and np.ndim(source) >= 2:
         return check_reference_shape(np.asarray(source), height, width, n_channels)
     indices = clip_reference_indices(np.atleast_1d(np.asarray(source)).tolist(), n_frames)

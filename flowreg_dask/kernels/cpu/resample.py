@@ -117,7 +117,7 @@ def resample_y(src, start, wts, mirror, out):
 def resize(img: np.ndarray, out_h: int, out_w: int, *, antialias: bool = True) -> np.ndarray:
     """Resize ``img`` (h, w, C) float32 to (out_h, out_w, C).
 
-    With ``antialias`` a Gaussian of sigma 0.6/s is fused in when shrinking (s = smaller axis scale).
+    With ``antialias`` a Gaussian of sigma 0.6/s is fused in when shrinking (s: smaller scale).
     """
     h, w, nc = img.shape
     if (out_h, out_w) == (h, w):

@@ -30,13 +30,29 @@ def _psi(s2, a):
 
 
 # log2 on [1, 2) (abs. error 2e-6) and exp2 on [0, 1) (rel. error 1e-7): least-squares fits
-_L = tuple(np.float32(c) for c in (
-    2.11724770e-06, 1.44247547e00, -7.17558976e-01, 4.55530272e-01, -2.74627562e-01,
-    1.19300880e-01, -2.51237696e-02,
-))
-_E = tuple(np.float32(c) for c in (
-    0.9999999, 0.69315462, 0.24014079, 0.05586326, 0.00894622, 0.00189511,
-))
+_L = tuple(
+    np.float32(c)
+    for c in (
+        2.11724770e-06,
+        1.44247547e00,
+        -7.17558976e-01,
+        4.55530272e-01,
+        -2.74627562e-01,
+        1.19300880e-01,
+        -2.51237696e-02,
+    )
+)
+_E = tuple(
+    np.float32(c)
+    for c in (
+        0.9999999,
+        0.69315462,
+        0.24014079,
+        0.05586326,
+        0.00894622,
+        0.00189511,
+    )
+)
 
 
 @numba.njit(**JIT)
@@ -243,8 +259,24 @@ def _sweep(du, dv, WE, WS, A12, inv1, inv2, Lu, Lv, omega):
 
 
 @numba.njit(**JIT)
-def solve_level(J, W, u, v, alpha_x, alpha_y, hx, hy, iterations, update_lag, a_data, a_smooth,
-                beta, omega, du, dv):
+def solve_level(
+    J,
+    W,
+    u,
+    v,
+    alpha_x,
+    alpha_y,
+    hx,
+    hy,
+    iterations,
+    update_lag,
+    a_data,
+    a_smooth,
+    beta,
+    omega,
+    du,
+    dv,
+):
     """Solve one pyramid level for the increments; writes ``du``, ``dv`` (h, w) float32.
 
     J (h, w, C, 6), W (h, w, C) channel weights, u, v (h, w) current flow (full-res px units),

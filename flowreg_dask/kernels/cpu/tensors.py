@@ -1,7 +1,7 @@
 """Motion tensors (data terms) of the linearised constancy assumptions, method spec §1.5.
 
-Inputs are the reference ``f1`` and the warped moving image ``f2``, both (h, w, C) float32, with grid
-spacings ``hy`` (rows) and ``hx`` (columns) in full-resolution pixels. Derivatives use central
+Inputs are the reference ``f1`` and the warped moving image ``f2``, both (h, w, C) float32, with
+grid spacings ``hy`` (rows) and ``hx`` (columns) in full-resolution pixels. Derivatives use central
 differences with edge-duplicating (clamped) neighbours. Output ``J`` is (h, w, C, 6) float32 holding
 J11, J22, J33, J12, J13, J23 per pixel and channel.
 """
@@ -44,9 +44,13 @@ def tensor_gc(f1, f2, hy, hx, J):
                 fyt = (f2[yp, x, c] - f1[yp, x, c] - f2[ym, x, c] + f1[ym, x, c]) * ihy2
                 c1 = f1[y, x, c]
                 c2 = f2[y, x, c]
-                fxx = (f1[y, xp, c] - two * c1 + f1[y, xm, c] + f2[y, xp, c] - two * c2 + f2[y, xm, c])
+                fxx = (
+                    f1[y, xp, c] - two * c1 + f1[y, xm, c] + f2[y, xp, c] - two * c2 + f2[y, xm, c]
+                )
                 fxx *= half * ihxx
-                fyy = (f1[yp, x, c] - two * c1 + f1[ym, x, c] + f2[yp, x, c] - two * c2 + f2[ym, x, c])
+                fyy = (
+                    f1[yp, x, c] - two * c1 + f1[ym, x, c] + f2[yp, x, c] - two * c2 + f2[ym, x, c]
+                )
                 fyy *= half * ihyy
                 rx = np.float32(1.0) / (fxx * fxx + fxy * fxy + eps)
                 ry = np.float32(1.0) / (fxy * fxy + fyy * fyy + eps)

@@ -123,7 +123,7 @@ def valid_mask(u, v, out):
 
 @numba.njit(**JIT)
 def bilinear_sample_flow(flow_u, flow_v, du, dv, out_u, out_v):
-    """out(p) = flow(p + d(p)) with bilinear interpolation and replicate border (flow composition)."""
+    """out(p) = flow(p + d(p)), bilinear with replicate border (composition of flows)."""
     h, w = flow_u.shape
     for y in range(h):
         for x in range(w):
