@@ -32,17 +32,14 @@ def preprocess_block(
 
 
 def frame_statistics(flow: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-frame statistics of (T, H, W, 2) flows: mean/max displacement, divergence, shift."""
-    u = flow[..., 0].astype(np.float64)
-    v = flow[..., 1].astype(np.float64)
-    mag = np.sqrt(u * u + v * v)
-    div = np.gradient(u, axis=2) + np.gradient(v, axis=1)
-    return {
-        "mean_disp": mag.mean(axis=(1, 2)),
-        "max_disp": mag.max(axis=(1, 2)),
-        "mean_div": div.mean(axis=(1, 2)),
-        "mean_translation": np.hypot(u.mean(axis=(1, 2)), v.mean(axis=(1, 2))),
-    }
+    """Per-frame statistics of (T, H, W, 2) flows: mean/max displacement, mean divergence and
+    the magnitude of the mean displacement (translation)."""
+    out = np.empty((flow.shape[0], 4), np.float64)
+    for t in range(flow.shape[0]):
+        _kwarp.flow_statistics(
+            np.ascontiguousarray(flow[t, ..., 0]), np.ascontiguousarray(flow[t, ..., 1]), out[t]
+        )
+    return {name: out[:, k].copy() for k, name in enumerate(STAT_NAMES)}
 
 
 def initial_flow(

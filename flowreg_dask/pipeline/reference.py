@@ -9,8 +9,6 @@ from typing import Any
 import numpy as np
 
 from ..core.params import FlowParams
-from ..core.reference import mean_of_warped, prereg_frames, prereg_params
-from ..core.solver import FlowEstimator
 from ..errors import FlowRegWarning, InvalidInputError, RecordingNotFoundError
 
 __all__ = ["resolve_reference", "clip_reference_indices"]
@@ -101,37 +99,96 @@ def resolve_reference(
     if not isinstance(source, (list, tuple, range)) and np.ndim(source) >= 2:
         return check_reference_shape(np.asarray(source), height, width, n_channels)
     indices = clip_reference_indices(np.atleast_1d(np.asarray(source)).tolist(), n_frames)
-    frames = np.asarray(recording.data[indices].compute(scheduler="synchronous"))
     if len(indices) == 1:
-        return check_reference_shape(frames[0], height, width, n_channels)
-    proc, mean = prereg_frames(frames, sigma=sigma, channel_normalization=channel_normalization)
-    pparams = prereg_params(params)
-    flows = _prereg_flows(proc, mean, pparams, runner)
-    return np.ascontiguousarray(mean_of_warped(frames, flows, interpolation=interpolation))
+        frame = np.asarray(recording.data[indices[0]].compute(scheduler="synchronous"))
+        return check_reference_shape(frame, height, width, n_channels)
+    return preregistered_reference(
+        recording,
+        indices,
+        params=params,
+        sigma=sigma,
+        channel_normalization=channel_normalization,
+        interpolation=interpolation,
+        runner=runner,
+    )
 
 
-def _flows_of(frames: np.ndarray, mean: np.ndarray, params: FlowParams) -> np.ndarray:
-    est = FlowEstimator(mean, params)
-    init = est.flows(frames[:22]).mean(axis=0)
-    return est.flows(frames, init)
+def preregistered_reference(
+    recording,
+    indices: list[int],
+    *,
+    params: FlowParams,
+    sigma,
+    channel_normalization: str,
+    interpolation: str,
+    runner=None,
+    chunk: int = 50,
+) -> np.ndarray:
+    """Reference from pre-registered frames (method spec §2.2), streamed in two passes.
 
-
-def _prereg_flows(proc: np.ndarray, mean: np.ndarray, params: FlowParams, runner) -> np.ndarray:
-    """Flows of the pre-registration, parallel over frames with the run's scheduler."""
-    if runner is None or runner.n_workers <= 1 or proc.shape[0] < 8:
-        return _flows_of(proc, mean, params)
+    Pass 1 smooths the frames (sigma + [1, 1, 0.5], exact temporal halo) and reduces them to
+    their intensity range and temporal mean; pass 2 smooths them again, registers each frame to
+    the normalised mean with alpha + 2 and sums the raw frames warped by their flows. Only one
+    block of ``chunk`` frames per worker is in memory at a time, and both passes run in parallel
+    with the run's scheduler.
+    """
     import dask.array as da
 
-    est_init = FlowEstimator(mean, params).flows(proc[:22]).mean(axis=0)
-    n_chunks = min(proc.shape[0], 2 * runner.n_workers)
-    size = -(-proc.shape[0] // n_chunks)
-    arr = da.from_array(proc, chunks=(size, -1, -1, -1))
+    from ..core.reference import PREREG_EXTRA_SIGMA, prereg_params
+    from ..preprocess.filters import sigma_matrix, smooth_frames, temporal_depth
+    from ..preprocess.normalize import normalize
+    from .blocks import initial_flow, warp_frames
 
-    def block(fr: np.ndarray) -> np.ndarray:
-        return FlowEstimator(mean, params).flows(fr, est_init)
-
-    flows = arr.map_blocks(
-        block, dtype=np.float32, chunks=(arr.chunks[0], arr.chunks[1], arr.chunks[2], (2,))
+    n_channels = recording.shape[-1]
+    data = recording.data
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        frames = data[indices[0] : indices[-1] + 1]
+    else:
+        frames = data[np.asarray(indices)]
+    frames = frames.rechunk({0: chunk, 1: -1, 2: -1, 3: -1})
+    sig = sigma_matrix(sigma, n_channels) + PREREG_EXTRA_SIGMA
+    depth = temporal_depth(sig, n_channels)
+    meta = np.empty((0, 0, 0, 0), np.float32)
+    smooth = frames.map_overlap(
+        smooth_frames,
+        depth={0: depth, 1: 0, 2: 0, 3: 0},
+        boundary="none",
+        dtype=np.float32,
+        meta=meta,
+        sigma=sig,
     )
-    (result,) = runner.compute(flows)
-    return np.asarray(result)
+    joint = str(channel_normalization).lower() in ("joint", "together")
+    axes = (0, 1, 2, 3) if joint else (0, 1, 2)
+    compute = runner.compute if runner is not None else (lambda *c: da.compute(*c))
+    lo, hi, total, raw_total = compute(
+        smooth.min(axis=axes),
+        smooth.max(axis=axes),
+        smooth.sum(axis=0, dtype=np.float64),
+        frames.sum(axis=0, dtype=np.float64),
+    )
+    n = len(indices)
+    lo = np.broadcast_to(np.asarray(lo, np.float64), (n_channels,))
+    hi = np.broadcast_to(np.asarray(hi, np.float64), (n_channels,))
+    mean_proc = np.ascontiguousarray(normalize(total / n, vmin=lo, vmax=hi))
+    raw_mean = (raw_total / n).astype(np.float32)
+    pparams = prereg_params(params)
+
+    def warped_sum(sm: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        from ..core.solver import FlowEstimator
+
+        proc = normalize(sm, vmin=lo, vmax=hi)
+        init = initial_flow(mean_proc, pparams, proc[:0], proc, True)
+        flows = FlowEstimator(mean_proc, pparams).flows(proc, init)
+        warped, _ = warp_frames(raw, flows, raw_mean, interpolation, np.float32)
+        return warped.sum(axis=0, dtype=np.float64)[None]
+
+    sums = da.map_blocks(
+        warped_sum,
+        smooth,
+        frames,
+        dtype=np.float64,
+        chunks=((1,) * smooth.numblocks[0], *smooth.chunks[1:]),
+        meta=np.empty((0, 0, 0, 0), np.float64),
+    )
+    (total_warped,) = compute(sums.sum(axis=0))
+    return np.ascontiguousarray(total_warped / n, dtype=np.float32)

@@ -142,3 +142,35 @@ def bilinear_sample_flow(flow_u, flow_v, du, dv, out_u, out_v):
             a = flow_v[y0, x0] * (one - tx) + flow_v[y0, x1] * tx
             b = flow_v[y1, x0] * (one - tx) + flow_v[y1, x1] * tx
             out_v[y, x] = a * (one - ty) + b * ty
+
+
+@numba.njit(**JIT)
+def flow_statistics(u, v, out):
+    """Per-frame statistics of one flow field into ``out`` (4,) float64: mean |w|, max |w|,
+    mean divergence (central differences, one-sided at the edges) and |mean w|."""
+    h, w = u.shape
+    s_mag = 0.0
+    m_mag = 0.0
+    s_div = 0.0
+    s_u = 0.0
+    s_v = 0.0
+    for y in range(h):
+        ym = max(y - 1, 0)
+        yp = min(y + 1, h - 1)
+        dy = float(yp - ym)
+        for x in range(w):
+            xm = max(x - 1, 0)
+            xp = min(x + 1, w - 1)
+            uu = float(u[y, x])
+            vv = float(v[y, x])
+            mag = np.sqrt(uu * uu + vv * vv)
+            s_mag += mag
+            m_mag = max(m_mag, mag)
+            s_div += (u[y, xp] - u[y, xm]) / float(xp - xm) + (v[yp, x] - v[ym, x]) / dy
+            s_u += uu
+            s_v += vv
+    n = float(h * w)
+    out[0] = s_mag / n
+    out[1] = m_mag
+    out[2] = s_div / n
+    out[3] = np.sqrt((s_u / n) ** 2 + (s_v / n) ** 2)
