@@ -35,8 +35,12 @@ __all__ = [
 # uniform to the eye.
 _SEGMENTS = (("RY", 15), ("YG", 6), ("GC", 4), ("CB", 11), ("BM", 13), ("MR", 6))
 _PRIMARY = {
-    "R": (1.0, 0.0, 0.0), "Y": (1.0, 1.0, 0.0), "G": (0.0, 1.0, 0.0),
-    "C": (0.0, 1.0, 1.0), "B": (0.0, 0.0, 1.0), "M": (1.0, 0.0, 1.0),
+    "R": (1.0, 0.0, 0.0),
+    "Y": (1.0, 1.0, 0.0),
+    "G": (0.0, 1.0, 0.0),
+    "C": (0.0, 1.0, 1.0),
+    "B": (0.0, 0.0, 1.0),
+    "M": (1.0, 0.0, 1.0),
 }
 
 
@@ -65,9 +69,9 @@ def flow_to_color(flow: Any, max_flow: float | None = None) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(..., 3)`` uint8 RGB. Zero motion is white; the hue goes around the wheel red (motion
-        pointing left, ``-u``), yellow / green (up), cyan / blue (right) and magenta (down) as
-        the direction angle turns.
+        ``(..., 3)`` uint8 RGB. Zero motion is white; the hue gives the direction: red for
+        ``+u`` (pointing right), yellow for ``+v`` (down), cyan for ``-u`` (left), blue-violet
+        for ``-v`` (up), with green and magenta in between.
 
     Examples
     --------
@@ -89,9 +93,9 @@ def flow_to_color(flow: Any, max_flow: float | None = None) -> np.ndarray:
     rad = mag / float(max_flow)
     wheel = _wheel()
     n = len(wheel)
-    # direction angle in (-1, 1] (units of pi), with u = -1, v = 0 at -1 / +1 (red)
+    # direction angle in [-1, 1] (units of pi); both ends (+u, pointing right) are red
     angle = np.arctan2(-v, -u) / np.pi
-    pos = (angle + 1.0) / 2.0 * (n - 1)
+    pos = (angle + 1.0) / 2.0 * n  # [0, n]: the last hue blends back into the first
     k0 = np.floor(pos).astype(np.int64) % n
     k1 = (k0 + 1) % n
     f = (pos - np.floor(pos))[..., None]
@@ -188,7 +192,7 @@ def mean_images(
             ax = axes[c, j]
             ax.imshow(img[..., c], cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
             title = f"{label} mean" + (f", channel {c}" if n_c > 1 else "")
-            if crispness and label in crispness and crispness[label] is not None:
+            if c == 0 and crispness and crispness.get(label) is not None:
                 title += f"\ncrispness {crispness[label]:.4g}"
             _image_axis(ax, title)
     fig.suptitle("Mean images")
@@ -206,7 +210,7 @@ def displacement_traces(stats: Any, *, frame_rate: float | None = None) -> Figur
     frame_rate : float, optional
         Frames per second: the x axis is in seconds instead of frames.
     """
-    fig = _figure(8.0, 3.2)
+    fig = _figure(9.0, 3.2)
     ax = fig.add_subplot()
     labels = {
         "mean_translation": "mean translation (rigid part)",
@@ -228,7 +232,7 @@ def displacement_traces(stats: Any, *, frame_rate: float | None = None) -> Figur
     ax.set_xlabel(xlabel)
     ax.set_ylabel("displacement [px]")
     ax.set_title("Estimated motion (flow relative to the reference)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     ax.grid(alpha=0.3)
     return fig
 
@@ -256,7 +260,10 @@ def correlation_traces(
     """
     fig = _figure(8.0, 3.2)
     ax = fig.add_subplot()
-    for label, values, color in (("raw", r_raw, "tab:gray"), ("corrected", r_corrected, "tab:blue")):
+    for label, values, color in (
+        ("raw", r_raw, "tab:gray"),
+        ("corrected", r_corrected, "tab:blue"),
+    ):
         y = _series(values)
         if y is None:
             continue
@@ -331,8 +338,16 @@ def flow_field(
         targets.append(axes[1])
     for target in targets:
         target.quiver(
-            xx, yy, u, v, angles="xy", scale_units="xy", scale=scale, color="k" if target is ax
-            else "yellow", width=0.004, headwidth=4,
+            xx,
+            yy,
+            u,
+            v,
+            angles="xy",
+            scale_units="xy",
+            scale=scale,
+            color="k" if target is ax else "yellow",
+            width=0.004,
+            headwidth=4,
         )
     if title:
         fig.suptitle(title)
@@ -340,7 +355,11 @@ def flow_field(
 
 
 def frame_comparison(
-    raw_frame: Any, corrected_frame: Any, reference: Any, *, channel: int = 0,
+    raw_frame: Any,
+    corrected_frame: Any,
+    reference: Any,
+    *,
+    channel: int = 0,
     title: str | None = None,
 ) -> Figure:
     """One frame before and after correction next to the reference, with difference images.
@@ -384,8 +403,9 @@ def frame_comparison(
     diffs = [None if raw_c is None else raw_c - ref_c, cor_c - ref_c]
     lim = max(float(np.nanpercentile(np.abs(d), 99.5)) for d in diffs if d is not None) or 1.0
     im = None
-    for ax, d, label in zip(axes[1][:2], diffs, ("raw - reference", "corrected - reference"),
-                            strict=True):
+    for ax, d, label in zip(
+        axes[1][:2], diffs, ("raw - reference", "corrected - reference"), strict=True
+    ):
         if d is None:
             ax.text(0.5, 0.5, "raw recording\nnot available", ha="center", va="center")
             _image_axis(ax, label)
@@ -394,9 +414,12 @@ def frame_comparison(
         rms = float(np.sqrt(np.nanmean(d * d)))
         _image_axis(ax, f"{label} (RMS {rms:.4g})")
     if im is not None:
-        fig.colorbar(im, ax=list(axes[1][:2]), shrink=0.8, label="intensity difference")
-    norm = lambda a: np.clip((a - vmin) / (vmax - vmin), 0, 1)  # noqa: E731
-    overlay = np.stack([norm(ref_c), norm(cor_c), norm(ref_c)], axis=-1)
+        fig.colorbar(
+            im, ax=list(axes[1][:2]), location="bottom", shrink=0.5, label="intensity difference"
+        )
+    scaled_ref = np.clip((ref_c - vmin) / (vmax - vmin), 0, 1)
+    scaled_cor = np.clip((cor_c - vmin) / (vmax - vmin), 0, 1)
+    overlay = np.stack([scaled_ref, scaled_cor, scaled_ref], axis=-1)
     axes[1][2].imshow(overlay, interpolation="nearest")
     _image_axis(axes[1][2], "overlay: reference magenta, corrected green")
     fig.suptitle(title or f"Frame comparison (channel {c})")

@@ -44,7 +44,14 @@ def test_demo_reports_accuracy(tmp_path, capsys):
     assert ds["corrected"].shape == (40, 2, 64, 64)
 
 
+def _digest(path) -> tuple[str, float]:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime
+
+
 def test_correct_then_info(tmp_path, tif, capsys):
+    before = _digest(tif)
     out = tmp_path / "out.zarr"
     args = [
         "correct",
@@ -72,6 +79,7 @@ def test_correct_then_info(tmp_path, tif, capsys):
     assert main(args) == 2
     assert "overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
+    assert _digest(tif) == before  # the input is never written to
 
 
 def test_correct_bad_input(tmp_path, capsys):

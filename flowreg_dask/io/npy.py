@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ._arrays import AxesArrayFrames, check_numeric_dtype
-from ._lazy import cached_handle, check_unchanged, file_stamp
+from ._lazy import check_unchanged, file_stamp
 from ._registry import Reader
 from .hdf5 import check_frames, resolve_axes
 
@@ -40,10 +40,8 @@ class NpyFrames(AxesArrayFrames):
 
     def _arrays(self) -> list[Any]:
         check_unchanged(self.path, self.stamp)
-        mm = cached_handle(
-            ("npy", self.path, self.stamp), lambda: load_npy(self.path), per_thread=False
-        )
-        return [mm]
+        # a fresh map per read: pages of a long-lived map would accumulate in the resident set
+        return [load_npy(self.path)]
 
 
 class NpyReader(Reader):

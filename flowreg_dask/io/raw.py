@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ._arrays import AxesArrayFrames, check_numeric_dtype
-from ._lazy import cached_handle, check_unchanged, file_stamp
+from ._lazy import check_unchanged, file_stamp
 from ._registry import Reader
 from ._util import warn_user
 from .hdf5 import check_frames, resolve_axes
@@ -40,17 +40,14 @@ class RawFrames(AxesArrayFrames):
 
     def _arrays(self) -> list[Any]:
         check_unchanged(self.path, self.stamp)
-        mm = cached_handle(
-            ("raw", self.path, self.stamp, self.offset, self.raw_shape, self.order),
-            lambda: np.memmap(
-                self.path,
-                dtype=self.file_dtype,
-                mode="r",
-                offset=self.offset,
-                shape=self.raw_shape,
-                order=self.order,
-            ),
-            per_thread=False,
+        # a fresh map per read: pages of a long-lived map would accumulate in the resident set
+        mm = np.memmap(
+            self.path,
+            dtype=self.file_dtype,
+            mode="r",
+            offset=self.offset,
+            shape=self.raw_shape,
+            order=self.order,
         )
         return [mm]
 

@@ -154,18 +154,15 @@ class TiffFrames(LazyFrames):
         n_planes = int(np.prod(self.outer_shape))
         if self.contiguous is not None:
             offset, typecode = self.contiguous
-            mm = cached_handle(
-                ("tiff-memmap", self.path, self.stamp, offset),
-                lambda: np.memmap(
-                    self.path,
-                    dtype=typecode,
-                    mode="r",
-                    offset=offset,
-                    shape=(n_planes * plane_elems,),
-                ),
-                per_thread=False,
+            # A fresh map per read (not a cached one): pages of a cached map stay in the
+            # process's resident set, which would grow with every frame read.
+            mm = np.memmap(
+                self.path, dtype=typecode, mode="r", offset=offset, shape=(n_planes * plane_elems,)
             )
-            return np.asarray(mm.reshape(n_planes, plane_elems)[planes])
+            try:
+                return np.array(mm.reshape(n_planes, plane_elems)[planes])
+            finally:
+                del mm
         tif = self._tiff()
         p = self.page_elems
         if plane_elems == p:

@@ -73,8 +73,8 @@ def compute_metrics(
     *,
     flow: Any = None,
     truth: Any = None,
-    border: int = 10,
-    factor_border: int = FACTOR_BORDER,
+    border: int | None = None,
+    factor_border: int | None = None,
     sigma: Sequence[float] = FACTOR_SIGMA,
     reference_frames: Any = None,
     residual: bool = True,
@@ -104,10 +104,12 @@ def compute_metrics(
         Estimated flows: adds the displacement statistics (and the EPE with ``truth``).
     truth : array (t, y, x, 2), optional
         Ground-truth flows relative to ``reference`` (synthetic data): adds the endpoint error.
-    border : int
-        Border (px) cropped by the correlation, crispness, residual motion and EPE (default 10).
-    factor_border : int
-        Border (px) cropped by the MSE / STD performance factors (default 25, as the original).
+    border : int, optional
+        Border (px) cropped by the correlation, crispness, residual motion and EPE. Default 10,
+        narrowed to 1/8 of the shorter frame side for frames under 80 px.
+    factor_border : int, optional
+        Border (px) cropped by the MSE / STD performance factors. Default 25 (as the original),
+        narrowed to 1/4 of the shorter frame side for frames under 100 px.
     sigma : (s_rows, s_cols, s_t)
         Low-pass of the performance factors (default (3, 3, 0)).
     reference_frames : sequence of int, optional
@@ -143,12 +145,19 @@ def compute_metrics(
         check_same_shape(corr, movies["raw"], ("corrected", "raw"))
     n_frames = corr.shape[0]
     ref = check_reference(as_image(reference, "reference"), corr)
-    border = check_border(border, corr.shape)
-    factor_border = check_border(factor_border, corr.shape, "factor_border")
+    side = min(corr.shape[1:3])
+    border = check_border(min(10, side // 8) if border is None else border, corr.shape)
+    factor_border = check_border(
+        min(FACTOR_BORDER, side // 4) if factor_border is None else factor_border,
+        corr.shape,
+        "factor_border",
+    )
     sigma = _check_sigma(sigma)
     keep = frame_mask(n_frames, reference_frames)
-    if isinstance(residual_step, bool) or not isinstance(residual_step, (int, np.integer)) or (
-        residual_step < 1
+    if (
+        isinstance(residual_step, bool)
+        or not isinstance(residual_step, (int, np.integer))
+        or (residual_step < 1)
     ):
         raise InvalidInputError(f"residual_step: expected an integer >= 1, got {residual_step!r}")
 

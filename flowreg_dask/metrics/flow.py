@@ -46,8 +46,11 @@ def _stats_block(block: np.ndarray, border: int) -> np.ndarray:
 def stats_lazy(flow: da.Array, border: int) -> da.Array:
     """``(t, 4)`` statistics (in :data:`STAT_NAMES` order) of a (t, y, x, 2) dask flow (lazy)."""
     return flow.map_blocks(
-        _stats_block, border=border, drop_axis=(1, 2),
-        chunks=(flow.chunks[0], (len(STAT_NAMES),)), dtype=np.float64,
+        _stats_block,
+        border=border,
+        drop_axis=(1, 2),
+        chunks=(flow.chunks[0], (len(STAT_NAMES),)),
+        dtype=np.float64,
         meta=np.empty((0, 0), np.float64),
     )
 
@@ -138,8 +141,13 @@ RESIDUAL_SIGMA = (1.0, 1.0, 0.0)
 
 
 def _residual_block(
-    block: np.ndarray, *, ref_proc: np.ndarray, vmin: np.ndarray, vmax: np.ndarray,
-    quality_setting: str, border: int,
+    block: np.ndarray,
+    *,
+    ref_proc: np.ndarray,
+    vmin: np.ndarray,
+    vmax: np.ndarray,
+    quality_setting: str,
+    border: int,
 ) -> np.ndarray:
     from ..core.solver import get_displacements
     from ..preprocess import normalize, smooth_frames
@@ -159,9 +167,16 @@ def residual_lazy(
     vmin, vmax = intensity_range(ref)
     ref_proc = smooth_image(normalize(ref, vmin=vmin, vmax=vmax), RESIDUAL_SIGMA)
     return movie.map_blocks(
-        _residual_block, ref_proc=ref_proc, vmin=vmin, vmax=vmax,
-        quality_setting=quality_setting, border=border, drop_axis=(1, 2, 3),
-        chunks=(movie.chunks[0],), dtype=np.float64, meta=np.empty((0,), np.float64),
+        _residual_block,
+        ref_proc=ref_proc,
+        vmin=vmin,
+        vmax=vmax,
+        quality_setting=quality_setting,
+        border=border,
+        drop_axis=(1, 2, 3),
+        chunks=(movie.chunks[0],),
+        dtype=np.float64,
+        meta=np.empty((0,), np.float64),
     )
 
 

@@ -74,8 +74,12 @@ def correlation_lazy(movie: da.Array, ref: np.ndarray, border: int) -> da.Array:
     r = crop(ref, border)
     r = r - r.mean(axis=(0, 1))
     return movie.map_blocks(
-        _corr_block, ref=r, border=border, drop_axis=(1, 2),
-        chunks=(movie.chunks[0], movie.chunks[3]), dtype=np.float64,
+        _corr_block,
+        ref=r,
+        border=border,
+        drop_axis=(1, 2),
+        chunks=(movie.chunks[0], movie.chunks[3]),
+        dtype=np.float64,
         meta=np.empty((0, 0), np.float64),
     )
 
@@ -186,8 +190,11 @@ def lowpass_lazy(movie: da.Array, sigma: tuple[float, float, float]) -> da.Array
     if depth == 0:
         return movie.map_blocks(_lowpass_block, sigma=sigma, dtype=np.float64)
     return movie.map_overlap(
-        _lowpass_block, depth={0: depth, 1: 0, 2: 0, 3: 0}, boundary="nearest",
-        sigma=sigma, dtype=np.float64,
+        _lowpass_block,
+        depth={0: depth, 1: 0, 2: 0, 3: 0},
+        boundary="nearest",
+        sigma=sigma,
+        dtype=np.float64,
     )
 
 
@@ -226,9 +233,7 @@ def frame_mask(n_frames: int, reference_frames: Any) -> np.ndarray:
     return keep
 
 
-def mse_lazy(
-    lp: da.Array, lp_ref: Any, border: int, keep: np.ndarray
-) -> da.Array:
+def mse_lazy(lp: da.Array, lp_ref: Any, border: int, keep: np.ndarray) -> da.Array:
     """Per-frame MSE ``(t,)`` of low-passed frames against a low-passed reference; NaN where
     ``keep`` is False (lazy)."""
     diff = crop(lp, border) - crop(lp_ref, border)

@@ -52,7 +52,10 @@ def chunk_frames(shape: tuple[int, ...], dtype, out_dtype, buffer_size: int, bud
     """Frames per time chunk: ``buffer_size``, shortened to keep one chunk's working set (raw,
     pre-processed, corrected frames, flows, masks) within ``budget`` bytes."""
     _, h, w, c = shape
-    per_px = c * (np.dtype(dtype).itemsize + 8 + np.dtype(out_dtype).itemsize) + 9
+    # bytes per pixel and frame alive while a chunk is registered and written (measured): raw,
+    # normalised, smoothed and halo-joined float32 copies, corrected frames and their transposed
+    # copy for the store, flows (float32 u, v) and their transposed copy, valid masks
+    per_px = c * (2 * np.dtype(dtype).itemsize + 12 + 2 * np.dtype(out_dtype).itemsize) + 18
     return int(max(8, min(buffer_size, budget // (h * w * per_px))))
 
 
