@@ -80,6 +80,42 @@ def test_correct_then_info(tmp_path, tif, capsys):
     assert "overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert _digest(tif) == before  # the input is never written to
+    h5 = tmp_path / "out.h5"
+    assert main(["export", str(out), str(h5), "--format", "hdf5"]) == 0
+    import h5py
+
+    with h5py.File(h5, "r") as fh:
+        assert fh["ch1"].shape == (24, 40, 48) and "u" in fh
+
+
+def test_correct_with_export_format(tmp_path, tif):
+    target = tmp_path / "corr.tif"
+    assert (
+        main(
+            [
+                "correct",
+                str(tif),
+                "-o",
+                str(target),
+                "--quality",
+                "fast",
+                "--buffer-size",
+                "8",
+                "--reference-frames",
+                "0:10",
+                "--format",
+                "tiff",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    from flowreg_dask.io import open_recording
+
+    back = open_recording(target)
+    assert back.shape == (24, 40, 48, 2)
+    store = open_result(tmp_path / "corr.zarr")
+    np.testing.assert_array_equal(back.values, np.moveaxis(store["corrected"].values, 1, -1))
 
 
 def test_correct_bad_input(tmp_path, capsys):

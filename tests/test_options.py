@@ -355,7 +355,7 @@ def test_load_preset() -> None:
         ("flow_backend", "cupy", "cupy"),
         ("output_format", "HDF5", "hdf5"),
         ("output_format", "MAT", "mat"),
-        ("output_format", "SUITE2P_TIFF", "suite2p"),
+        ("output_format", "SUITE2P_TIFF", "suite2p_tiff"),
         ("output_format", "MULTIFILE_TIFF", "multifile_tiff"),
         ("output_format", "NULL", "null"),
         ("output_format", "Array", "array"),

@@ -1,4 +1,4 @@
-"""``flowreg-dask`` command line: ``demo``, ``correct``, ``info``; a thin layer over the API."""
+"""``flowreg-dask`` command line: demo, correct, export, info (a thin layer over the API)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,8 @@ def _cmd_correct(args) -> int:
         updates["save_valid_idx"] = True
     if args.output_dtype:
         updates["output_typename"] = args.output_dtype
+    if args.format:
+        updates["output_format"] = args.format
     options = options.copy(**updates) if updates else options
     start = time.perf_counter()
     out = compensate_recording(
@@ -89,10 +91,22 @@ def _cmd_correct(args) -> int:
         resume=not args.no_resume,
     )
     elapsed = time.perf_counter() - start
-    from ..store.zarr_store import store_status
+    print(f"wrote {out} in {elapsed:.1f} s")
+    return 0
 
-    status = store_status(out)
-    print(f"wrote {out} ({status.get('status')}) in {elapsed:.1f} s")
+
+def _cmd_export(args) -> int:
+    from ..store.export import export_result
+
+    out = export_result(
+        args.store,
+        args.output,
+        format=args.format,
+        overwrite=args.overwrite,
+        include_flow=not args.no_flow,
+        compression=args.compression,
+    )
+    print(f"wrote {out}")
     return 0
 
 
@@ -201,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output-dtype", default=None, help="dtype of the corrected movie (default: the input's)"
     )
+    p.add_argument(
+        "--format",
+        default=None,
+        help="output format: zarr (default) or an export format (hdf5, tiff, mat, "
+        "caiman_hdf5, suite2p, suite2p_tiff, npy, multifile_tiff, multifile_hdf5, "
+        "multifile_mat); exports are written next to the OME-Zarr store",
+    )
     p.add_argument("--options", default=None, help="options file (.json or .toml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing complete output")
     p.add_argument(
@@ -209,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not continue an unfinished run into the same output",
     )
     p.set_defaults(func=_cmd_correct)
+
+    p = sub.add_parser("export", help="convert a corrected store to another format")
+    p.add_argument("store", help="corrected OME-Zarr store")
+    p.add_argument("output", help="output file or folder")
+    p.add_argument("--format", required=True, help="hdf5, tiff, mat, caiman_hdf5, suite2p, ...")
+    p.add_argument("--compression", default=None, help="gzip or lzf (HDF5/MAT formats)")
+    p.add_argument("--no-flow", action="store_true", help="leave out flows and valid masks")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("info", help="describe a recording or a corrected store")
     p.add_argument("input")

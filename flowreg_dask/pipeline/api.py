@@ -18,7 +18,7 @@ import xarray as xr
 
 from .._version import __version__
 from ..core.params import FlowParams, resolve_params
-from ..errors import InvalidInputError, InvalidOptionError, UnsupportedFormatError
+from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, RegistrationConfig
 from ..store.zarr_store import CorrectedStore
 from .blocks import STAT_NAMES
@@ -196,19 +196,35 @@ def _fingerprint(options: OFOptions, rec: xr.DataArray, reference: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def _output_path(options: OFOptions, output: Any) -> Path:
-    if output is not None:
-        return Path(output)
-    if options.output_format != "zarr":
-        raise UnsupportedFormatError(
-            f"output_format: {options.output_format!r} output is not available in this version; "
-            "use output_format='zarr' (the corrected OME-Zarr store)"
+def _output_paths(options: OFOptions, output: Any) -> tuple[Path, Path | None]:
+    """(zarr store, export target or None).
+
+    The registration always writes the resumable OME-Zarr store; another ``output_format`` is
+    exported from it once it is complete (streamed, under a temporary name until finished).
+    """
+    fmt = options.output_format
+    if fmt == "array":
+        raise InvalidOptionError(
+            "output_format: 'array' returns the result in memory; use compensate_arr() for that, "
+            "or choose a file format"
         )
-    if options.output_file_name:
-        return Path(options.output_path) / options.output_file_name
-    if options.naming_convention == "batch" and options.input_file is not None:
-        return Path(options.output_path) / f"{Path(options.input_file).stem}_compensated.zarr"
-    return Path(options.output_path) / "compensated.zarr"
+    if output is not None:
+        target = Path(output)
+    else:
+        if options.output_file_name:
+            name = options.output_file_name
+        elif options.naming_convention == "batch" and options.input_file is not None:
+            name = f"{Path(options.input_file).stem}_compensated"
+        else:
+            name = "compensated"
+        target = Path(options.output_path) / name
+    if fmt in ("zarr", "null"):
+        return (target if target.suffix == ".zarr" else target.with_suffix(".zarr")), None
+    from ..store.export import _resolve_format
+
+    if not target.suffix and not _resolve_format(fmt).per_channel:
+        target = target.with_suffix(_resolve_format(fmt).suffix)
+    return target.with_suffix(".zarr"), target
 
 
 def _chunk_bounds(chunks_t: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -296,7 +312,10 @@ def compensate_recording(
     Returns
     -------
     pathlib.Path
-        The complete output store (open it with :func:`flowreg_dask.open_result`).
+        The complete output store (open it with :func:`flowreg_dask.open_result`), or, when
+        ``options.output_format`` is another format (``hdf5``, ``tiff``, ``mat``, ``caiman_hdf5``,
+        ``suite2p``, ``suite2p_tiff``, ``npy``, ``multifile_*``), the exported file or folder; the
+        OME-Zarr store it was exported from stays next to it (``<name>.zarr``).
     """
     options = _as_options(options)
     config = config or RegistrationConfig()
@@ -305,7 +324,7 @@ def compensate_recording(
         raise InvalidOptionError(
             "input_file: no input given; set options.input_file or pass recording="
         )
-    out_path = _output_path(options, output)
+    out_path, export_target = _output_paths(options, output)
     rec = _as_recording(source, options, config)
     n_frames, h, w, c = rec.shape
     bounds = _chunk_bounds(rec.data.chunks[0])
@@ -372,7 +391,17 @@ def compensate_recording(
         finally:
             progress.close()
     store.finalize(reference=ref_raw, extra_attrs={"frames_per_second": progress.frames_per_second})
-    return store.path
+    if export_target is None:
+        return store.path
+    from ..store.export import export_result
+
+    return export_result(
+        store.path,
+        export_target,
+        format=options.output_format,
+        overwrite=overwrite,
+        include_flow=options.save_w or options.save_valid_idx,
+    )
 
 
 def _safe_call(cb, *args) -> None:
