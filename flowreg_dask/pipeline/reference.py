@@ -86,10 +86,13 @@ def resolve_reference(
     channel_normalization: str,
     interpolation: str,
     runner=None,
+    chunk: int | None = None,
 ) -> np.ndarray:
     """The raw reference (H, W, C) float32 for ``recording`` (an xarray t, y, x, c DataArray).
 
     ``source`` is an array, an image path, or frame indices to pre-register (method spec §2.2).
+    ``chunk`` is the number of frames a worker pre-registers at a time (default: the recording's
+    time chunk length, which the pipeline has already fitted to its memory budget).
     """
     n_frames, height, width, n_channels = recording.shape
     if isinstance(source, (str, Path)):
@@ -110,6 +113,7 @@ def resolve_reference(
         channel_normalization=channel_normalization,
         interpolation=interpolation,
         runner=runner,
+        chunk=chunk or int(recording.data.chunks[0][0]),
     )
 
 
