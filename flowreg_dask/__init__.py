@@ -30,6 +30,10 @@ _LAZY = {
     "compensate_arr": "flowreg_dask.pipeline.api",
     "open_result": "flowreg_dask.store.zarr_store",
     "datasets": "flowreg_dask.datasets",
+    "metrics": "flowreg_dask.metrics",
+    "plot": "flowreg_dask.plot",
+    "report": "flowreg_dask.report",
+    "export_result": "flowreg_dask.store.export",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -1,4 +1,4 @@
-"""``flowreg-dask`` command line: demo, correct, export, info (a thin layer over the API)."""
+"""``flowreg-dask`` command line: demo, correct, export, info, report (thin, over the API)."""
 
 from __future__ import annotations
 
@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.set_defaults(quality="balanced", buffer_size=100)
     p.set_defaults(func=_cmd_demo)
+
+    from ..report.cli import add_report_command
+
+    add_report_command(sub)  # report OUT.zarr [--out DIR] [--raw INPUT] [--frame K] ...
     return parser
 
 
@@ -261,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError, ImportError) as exc:
         print(f"flowreg-dask: error: {exc}", file=sys.stderr)
         return 2
 
