@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..core.params import FlowParams, resolve_params
+from ..core.params import resolve_params
 from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, RegistrationConfig
 from ..store.zarr_store import CorrectedStore
@@ -89,36 +89,31 @@ def _out_dtype(options: OFOptions, rec: xr.DataArray) -> np.dtype:
     return np.dtype(rec.dtype) if dt is None else dt
 
 
-def _setup(
-    recording: Any,
-    options: OFOptions,
-    reference: Any,
-    run: Runner | None,
-    config: RegistrationConfig | None = None,
-) -> tuple[xr.DataArray, FlowParams, Prepared]:
-    rec = _as_recording(recording, options, config)
-    _, h, w, c = rec.shape
-    params = resolve_params(options, n_channels=c)
+def _reference_for(rec: xr.DataArray, options: OFOptions, reference: Any, run: Runner | None):
+    """The raw reference: ``reference`` if given, else built from ``options.reference_frames``."""
     source = options.reference_frames if reference is None else reference
-    ref_raw = resolve_reference(
+    return resolve_reference(
         rec,
         source,
-        params=params,
+        params=resolve_params(options, n_channels=rec.shape[-1]),
         sigma=options.sigma,
         channel_normalization=options.channel_normalization,
         interpolation=options.interpolation_method,
         runner=run,
     )
-    prep = prepare(
+
+
+def _prepared(rec: xr.DataArray, options: OFOptions, ref_raw: np.ndarray) -> Prepared:
+    """What every chunk task needs: the pre-processed reference and the resolved parameters."""
+    return prepare(
         ref_raw,
-        params=params,
+        params=resolve_params(options, n_channels=rec.shape[-1]),
         sigma=options.sigma,
         channel_normalization=options.channel_normalization,
         interpolation=options.interpolation_method,
         out_dtype=_out_dtype(options, rec),
         update_init=options.update_initialization_w,
     )
-    return rec, params, prep
 
 
 # -------------------------------------------------------------------------------------- register
@@ -157,8 +152,9 @@ def register(
             "each other; it is offered by compensate_recording (sequential chain), not by the lazy "
             "register()"
         )
+    rec = _as_recording(recording, options, config)
     with runner(config) as run:
-        rec, _, prep = _setup(recording, options, reference, run, config)
+        prep = _prepared(rec, options, _reference_for(rec, options, reference, run))
     blocks = registration_blocks(rec.data, prep)
     parts = split_outputs(blocks, rec.shape, prep.out_dtype)
     coords = {k: v for k, v in rec.coords.items() if k in ("t", "c")}
@@ -352,16 +348,7 @@ def compensate_recording(
     )
     with runner(config) as run:
         ref_raw = _load_or_build_reference(store, rec, options, reference, run)
-        params = resolve_params(options, n_channels=c)
-        prep = prepare(
-            ref_raw,
-            params=params,
-            sigma=options.sigma,
-            channel_normalization=options.channel_normalization,
-            interpolation=options.interpolation_method,
-            out_dtype=_out_dtype(options, rec),
-            update_init=options.update_initialization_w,
-        )
+        prep = _prepared(rec, options, ref_raw)
         done = store.done_chunks()
         todo = [i for i in range(len(bounds)) if i not in done]
         progress = FrameProgress(
@@ -420,18 +407,7 @@ def _load_or_build_reference(store, rec, options, reference, run) -> np.ndarray:
     path = Path(store.work_path) / ".flowreg" / "reference.npy"
     if path.exists():
         return np.load(path)
-    _, h, w, c = rec.shape
-    params = resolve_params(options, n_channels=c)
-    source = options.reference_frames if reference is None else reference
-    ref = resolve_reference(
-        rec,
-        source,
-        params=params,
-        sigma=options.sigma,
-        channel_normalization=options.channel_normalization,
-        interpolation=options.interpolation_method,
-        runner=run,
-    )
+    ref = _reference_for(rec, options, reference, run)
     tmp = path.with_suffix(".tmp.npy")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(tmp, ref)
