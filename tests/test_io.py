@@ -928,3 +928,24 @@ def test_bad_options_and_sources(tmp_path):
         open_recording(path, dataset="mov")
     with pytest.raises(UnsupportedFormatError, match="Unknown format"):
         open_recording(path, format="avi")
+
+
+def test_bigtiff_beyond_4gb_read_lazily(tmp_path):
+    """A BigTIFF whose frames lie past the 4 GiB offset limit of classic TIFF (a sparse file, so
+    the test uses little disk): only the frames asked for are read, with the right values."""
+    import tifffile
+
+    path = tmp_path / "big.tif"
+    t, h, w = 2200, 1024, 1024  # 2200 * 2 MiB = 4.3 GiB of pixel data
+    mm = tifffile.memmap(path, shape=(t, h, w), dtype=np.uint16, bigtiff=True)
+    for k in (0, 1, t - 2, t - 1):
+        mm[k] = (np.arange(h * w, dtype=np.uint32).reshape(h, w) + 7 * k) % 65536
+    mm.flush()
+    del mm
+    assert path.stat().st_size > 4 * 2**30
+    rec = open_recording(path, buffer_size=100)
+    assert rec.shape == (t, h, w, 1)
+    tail = rec[t - 2 :].values[..., 0]
+    expected = (np.arange(h * w, dtype=np.uint32).reshape(h, w) + 7 * (t - 1)) % 65536
+    np.testing.assert_array_equal(tail[1], expected.astype(np.uint16))
+    assert int(rec[t // 2].values.max()) == 0  # never written: a hole of the sparse file
