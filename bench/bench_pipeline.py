@@ -2,10 +2,11 @@
 
 Each configuration runs as a separate process (``flowreg-dask correct`` or, with ``--pyflowreg``,
 pyflowreg's ``compensate_recording``) on a synthetic recording written to disk first. Peak memory
-is the largest *sum* of resident set sizes over the process and all its children, sampled from
-``/proc`` every 50 ms (worker processes included). Accuracy: mean endpoint error of the stored flow
-fields against the generator's ground truth expressed relative to the reference (the truth minus
-the mean displacement of the reference frames 50..499), 10 px border excluded.
+is sampled from ``/proc`` every 50 ms: the proportional set size (PSS) summed over the process and
+all its children (worker processes included; shared pages counted once), and the largest single
+resident set size (what ``/usr/bin/time -v`` reports). Accuracy: mean endpoint error of the
+stored flow fields against the generator's ground truth expressed relative to the reference (the
+truth minus the mean displacement of the reference frames 50..499), 10 px border excluded.
 
 Usage::
 
@@ -30,40 +31,58 @@ import numpy as np
 BORDER = 10
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident set size (bytes) of ``pid`` and all its descendants."""
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            ppid = int(fields[1])
-            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
             children.setdefault(ppid, []).append(int(entry))
         except (OSError, IndexError, ValueError):
             continue
-    total, stack = 0, [pid]
+    out, stack = [], [pid]
     while stack:
         p = stack.pop()
-        total += rss.get(p, 0)
+        out.append(p)
         stack.extend(children.get(p, []))
-    return total
+    return out
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    """Run ``cmd``; returns (wall seconds, peak tree RSS bytes, stdout)."""
+def _memory(pid: int) -> tuple[int, int]:
+    """(PSS summed over the process tree, largest single RSS), in bytes.
+
+    PSS (proportional set size) splits shared pages between the processes that map them, so
+    shared memory and forked copy-on-write pages are counted once, unlike a sum of RSS.
+    """
+    pss_total, rss_max = 0, 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Rss:"):
+                        rss_max = max(rss_max, int(line.split()[1]) * 1024)
+                    elif line.startswith("Pss:"):
+                        pss_total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return pss_total, rss_max
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, tuple[int, int], str]:
+    """Run ``cmd``; returns (wall seconds, (peak tree PSS, peak single RSS) bytes, stdout)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    peak = 0
+    peak = [0, 0]
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
         while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
+            pss, rss = _memory(proc.pid)
+            peak[0] = max(peak[0], pss)
+            peak[1] = max(peak[1], rss)
             time.sleep(0.05)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -74,7 +93,7 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, s
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    return wall, peak, out
+    return wall, (peak[0], peak[1]), out
 
 
 def make_recording(folder: Path, *, frames: int, size: int, channels: int, seed: int) -> Path:
@@ -198,8 +217,11 @@ def main() -> None:
         f"# recording {args.size}x{args.size}x{args.frames}, {args.channels} channel(s), uint16, "
         f"{mb:.0f} MiB TIFF; {os.cpu_count()} cores; end to end incl. reference and writing"
     )
-    print("| tool | preset | mode | n_jobs | buffer | frames/s | peak RSS MiB | EPE px |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| tool | preset | mode | n_jobs | buffer | frames/s | peak PSS MiB (all processes) "
+        "| peak RSS MiB (largest process) | EPE px |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for mode in args.modes:
             for n_jobs in args.n_jobs:
@@ -254,8 +276,8 @@ def main() -> None:
             f"({args.presets[0]}, {args.modes[0]}, n_jobs {args.n_jobs[0]}, "
             f"buffer {args.buffer[0]}, flows not stored)"
         )
-        print("| frames | file MiB | frames/s | peak RSS MiB |")
-        print("|---|---|---|---|")
+        print("| frames | file MiB | frames/s | peak PSS MiB (all processes) | peak RSS MiB |")
+        print("|---|---|---|---|---|")
         for n in args.lengths:
             r = make_recording(
                 work, frames=n, size=args.size, channels=args.channels, seed=args.seed
