@@ -225,60 +225,37 @@ def _fold(u, v, WE, WS, A11, A22, B1, B2, inv1, inv2, Lu, Lv):
             Lv[py, px] = lv - B2[py, px]
 
 
-@numba.njit(**JIT, inline="always")
-def _update(du, dv, WE, WS, A12, inv1, inv2, Lu, Lv, omega, om1, y, x, du_l, dv_l):
-    """SOR update of pixel (y, x) given its left neighbour's new values; returns the new pair."""
-    ww = WE[y, x - 1]
-    we = WE[y, x]
-    wn = WS[y - 1, x]
-    ws = WS[y, x]
-    ru = Lu[y, x] + we * du[y, x + 1] + wn * du[y - 1, x] + ws * du[y + 1, x]
-    rv = Lv[y, x] + we * dv[y, x + 1] + wn * dv[y - 1, x] + ws * dv[y + 1, x]
-    a12 = A12[y, x]
-    i1 = omega * inv1[y, x]
-    i2 = omega * inv2[y, x]
-    dvo = dv[y, x]
-    cu = om1 * du[y, x] + i1 * (ru - a12 * dvo)
-    dup = cu + (i1 * ww) * du_l
-    tv = (om1 * dvo + i2 * rv) - (i2 * a12) * dup
-    dvp = tv + (i2 * ww) * dv_l
-    du[y, x] = dup
-    dv[y, x] = dvp
-    return dup, dvp
-
-
 @numba.njit(**JIT)
 def _sweep(du, dv, WE, WS, A12, inv1, inv2, Lu, Lv, omega):
     """One lexicographic SOR sweep over the interior of the padded (h+2, w+2) ``du``, ``dv``.
 
     ``WE``/``WS`` are padded edge weights that are zero towards the ring, so the ring values never
-    contribute and no boundary branches are needed. Rows are processed in pairs with the second
-    row one pixel behind the first: each update still sees exactly the values of a plain
-    row-by-row sweep (left and upper neighbours new, right and lower ones old), but the two
-    rows' recurrences are independent, so the CPU overlaps them.
+    contribute and no boundary branches are needed. The left neighbour is carried in registers.
     """
     hp, wp = du.shape
     om1 = np.float32(1.0) - omega
-    y = 1
-    while y + 1 < hp - 1:
-        y1 = y + 1
-        a_u, a_v = _update(du, dv, WE, WS, A12, inv1, inv2, Lu, Lv, omega, om1, y, 1,
-                           du[y, 0], dv[y, 0])
-        b_u = du[y1, 0]
-        b_v = dv[y1, 0]
-        for x in range(2, wp - 1):
-            a_u, a_v = _update(du, dv, WE, WS, A12, inv1, inv2, Lu, Lv, omega, om1, y, x,
-                               a_u, a_v)
-            b_u, b_v = _update(du, dv, WE, WS, A12, inv1, inv2, Lu, Lv, omega, om1, y1, x - 1,
-                               b_u, b_v)
-        _update(du, dv, WE, WS, A12, inv1, inv2, Lu, Lv, omega, om1, y1, wp - 2, b_u, b_v)
-        y += 2
-    if y < hp - 1:
-        a_u = du[y, 0]
-        a_v = dv[y, 0]
+    for y in range(1, hp - 1):
+        du_l = du[y, 0]
+        dv_l = dv[y, 0]
         for x in range(1, wp - 1):
-            a_u, a_v = _update(du, dv, WE, WS, A12, inv1, inv2, Lu, Lv, omega, om1, y, x,
-                               a_u, a_v)
+            ww = WE[y, x - 1]
+            we = WE[y, x]
+            wn = WS[y - 1, x]
+            ws = WS[y, x]
+            ru = Lu[y, x] + we * du[y, x + 1] + wn * du[y - 1, x] + ws * du[y + 1, x]
+            rv = Lv[y, x] + we * dv[y, x + 1] + wn * dv[y - 1, x] + ws * dv[y + 1, x]
+            a12 = A12[y, x]
+            i1 = omega * inv1[y, x]
+            i2 = omega * inv2[y, x]
+            dvo = dv[y, x]
+            cu = om1 * du[y, x] + i1 * (ru - a12 * dvo)
+            dup = cu + (i1 * ww) * du_l
+            tv = (om1 * dvo + i2 * rv) - (i2 * a12) * dup
+            dvp = tv + (i2 * ww) * dv_l
+            du[y, x] = dup
+            dv[y, x] = dvp
+            du_l = dup
+            dv_l = dvp
 
 
 @numba.njit(**JIT)
