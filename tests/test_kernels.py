@@ -274,9 +274,9 @@ TENSORS = {
 
 def _kernel_tensor(fn, f1, f2, hy, hx):
     h, w, nc = f1.shape
-    J = np.full((h, w, nc, 6), np.nan, np.float32)
+    J = np.full((nc, 6, h, w), np.nan, np.float32)  # the kernels' channel-first layout
     fn(_f32(f1), _f32(f2), hy, hx, J)
-    return J
+    return np.ascontiguousarray(J.transpose(2, 3, 0, 1))  # (h, w, C, 6) like the twins
 
 
 def _assert_tensor_close(got, want):
@@ -360,8 +360,8 @@ def _kernel_solve(
     du = np.full(u.shape, np.nan, np.float32)
     dv = np.full(u.shape, np.nan, np.float32)
     sor.solve_level(
-        J,
-        W,
+        np.ascontiguousarray(J.transpose(2, 3, 0, 1)),  # kernel layout (C, 6, h, w)
+        np.ascontiguousarray(W.transpose(2, 0, 1)),  # (C, h, w)
         u,
         v,
         alpha_x,

@@ -51,7 +51,7 @@ def _check_finite(img: np.ndarray, name: str) -> None:
 class _LevelData:
     level: Level
     ref: np.ndarray  # (h, w, C) float32 reference at this level
-    weight: np.ndarray  # (h, w, C) float32 channel weights
+    weight: np.ndarray  # (C, h, w) float32 channel weights
     alpha: tuple[float, float]
 
 
@@ -93,13 +93,14 @@ class FlowEstimator:
         self.levels: list[_LevelData] = []
         for lv in plan:
             ref_l = resize(self.reference, lv.height, lv.width)
+            # channel-first (C, h, w) weights, like the motion tensors
             if self.weight_map is not None:
                 w_l = np.ascontiguousarray(
-                    np.maximum(resize(self.weight_map, lv.height, lv.width), 0)
+                    np.maximum(resize(self.weight_map, lv.height, lv.width), 0).transpose(2, 0, 1)
                 )
             else:
-                w_l = np.empty((lv.height, lv.width, nc), np.float32)
-                w_l[...] = weight
+                w_l = np.empty((nc, lv.height, lv.width), np.float32)
+                w_l[...] = weight[:, None, None]
             if lv.i == self.min_level:
                 alpha = params.alpha
             else:
@@ -111,7 +112,7 @@ class FlowEstimator:
     def _solve_level(self, ld: _LevelData, f2w: np.ndarray, u, v, beta: float):
         lv = ld.level
         p = self.params
-        J = np.empty((lv.height, lv.width, f2w.shape[2], 6), np.float32)
+        J = np.empty((f2w.shape[2], 6, lv.height, lv.width), np.float32)
         self.tensor(ld.ref, f2w, np.float32(lv.hy), np.float32(lv.hx), J)
         du = np.empty((lv.height, lv.width), np.float32)
         dv = np.empty_like(du)

@@ -16,7 +16,6 @@ from ..core.solver import FlowEstimator
 from ..core.warp import cast_like, interpolation_order
 from ..kernels.cpu import warp as _kwarp
 from ..preprocess.filters import smooth_frames
-from ..preprocess.normalize import normalize
 
 STAT_NAMES = ("mean_disp", "max_disp", "mean_div", "mean_translation")
 FIRST_CHUNK_INIT_FRAMES = 22
@@ -28,7 +27,7 @@ def preprocess_block(
     block: np.ndarray, *, vmin: np.ndarray, vmax: np.ndarray, sigma, temporal: bool = True
 ) -> np.ndarray:
     """Normalise (T, H, W, C) raw frames with the reference range, then Gaussian-filter them."""
-    return smooth_frames(normalize(block, vmin=vmin, vmax=vmax), sigma, temporal=temporal)
+    return smooth_frames(block, sigma, temporal=temporal, vmin=vmin, vmax=vmax)
 
 
 def frame_statistics(flow: np.ndarray) -> dict[str, np.ndarray]:

@@ -149,6 +149,9 @@ def preregistered_reference(
         frames = data[indices[0] : indices[-1] + 1]
     else:
         frames = data[np.asarray(indices)]
+    # blocks small enough that every worker gets several (balanced load), at most ``chunk``
+    workers = runner.n_workers if runner is not None else 1
+    chunk = max(8, min(chunk, -(-len(indices) // (4 * workers))))
     frames = frames.rechunk({0: chunk, 1: -1, 2: -1, 3: -1})
     sig = sigma_matrix(sigma, n_channels) + PREREG_EXTRA_SIGMA
     depth = temporal_depth(sig, n_channels)

@@ -7,10 +7,13 @@ size (the reference implementation filters each batch alone).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from ..errors import InvalidOptionError
+from ..kernels.cpu import gaussian as _g
+from .normalize import EPS
 
 TRUNCATE = 4.0
 
@@ -39,20 +42,61 @@ def temporal_depth(sigma, n_channels: int) -> int:
     return max(temporal_radius(row[2]) for row in sigma_matrix(sigma, n_channels))
 
 
-def smooth_frames(frames: np.ndarray, sigma, *, temporal: bool = True) -> np.ndarray:
-    """Gaussian filter each channel of (T, H, W, C) float32 frames over (t, y, x).
+@functools.lru_cache(maxsize=64)
+def gaussian_weights(sigma: float, truncate: float = TRUNCATE) -> np.ndarray:
+    """Normalised 1-D Gaussian taps of scipy's ``gaussian_filter`` (radius int(4 sigma + 0.5))."""
+    radius = int(truncate * float(sigma) + 0.5)
+    if sigma <= 0 or radius == 0:
+        w = np.ones(1, np.float32)
+    else:
+        x = np.arange(-radius, radius + 1, dtype=np.float64)
+        phi = np.exp(-0.5 / float(sigma) ** 2 * x**2)
+        w = (phi / phi.sum()).astype(np.float32)
+    w.flags.writeable = False
+    return w
 
-    Boundary: scipy ``reflect``, truncate 4 sigma. With ``temporal=False`` only (y, x) is filtered.
+
+def smooth_frames(
+    frames: np.ndarray,
+    sigma,
+    *,
+    temporal: bool = True,
+    vmin: np.ndarray | None = None,
+    vmax: np.ndarray | None = None,
+) -> np.ndarray:
+    """Gaussian filter each channel of (T, H, W, C) frames over (t, y, x) -> float32.
+
+    Boundary: scipy ``reflect``, truncate 4 sigma (the taps of ``scipy.ndimage.gaussian_filter``).
+    With ``temporal=False`` only (y, x) is filtered. With ``vmin``/``vmax`` (C,) the result is
+    normalised as by :func:`~flowreg_dask.preprocess.normalize.normalize`; the scaling is fused
+    into the first filter pass (the taps sum to one, so it commutes with the filter) and raw
+    integer frames are read only once.
     """
-    frames = np.asarray(frames, dtype=np.float32)
-    sig = sigma_matrix(sigma, frames.shape[-1])
-    out = np.empty_like(frames)
-    for c in range(frames.shape[-1]):
+    frames = np.asarray(frames)
+    t_n, h, w, n_channels = frames.shape
+    sig = sigma_matrix(sigma, n_channels)
+    if vmin is None:
+        lo = np.zeros(n_channels, np.float32)
+        scale = np.ones(n_channels, np.float32)
+    else:
+        lo = np.broadcast_to(np.asarray(vmin, np.float32), (n_channels,))
+        hi = np.broadcast_to(np.asarray(vmax, np.float32), (n_channels,))
+        scale = np.float32(1.0) / (hi - lo + np.float32(EPS))
+    src = np.ascontiguousarray(frames)
+    out = np.empty((t_n, h, w, n_channels), np.float32)
+    tmp = np.empty((t_n, h, w), np.float32)
+    tmp2 = np.empty((t_n, h, w), np.float32)
+    for c in range(n_channels):
         s_rows, s_cols, s_t = sig[c]
-        st = s_t if (temporal and temporal_radius(s_t) > 0) else 0.0
-        out[..., c] = gaussian_filter(
-            frames[..., c], (st, s_rows, s_cols), mode="reflect", truncate=TRUNCATE
+        _g.filter_rows_normalised(
+            src, c, np.float32(lo[c]), np.float32(scale[c]), gaussian_weights(s_rows), tmp
         )
+        _g.filter_cols(tmp, gaussian_weights(s_cols), tmp2)
+        if temporal and temporal_radius(s_t) > 0:
+            _g.filter_time(tmp2, gaussian_weights(s_t), tmp)
+            out[..., c] = tmp
+        else:
+            out[..., c] = tmp2
     return out
 
 

@@ -92,7 +92,7 @@ def _data_coefficients(J, W, du, dv, a_data, beta, use_psi, A11, A22, A12, B1, B
     Row-wise in three tight loops (residual, robust weight, accumulation) so the exp/log of the
     robust weight run in a loop of their own (measured 2x faster than one fused loop).
     """
-    h, w, nc, _ = J.shape
+    nc, _, h, w = J.shape
     two = np.float32(2.0)
     one = np.float32(1.0)
     zero = np.float32(0.0)
@@ -109,37 +109,39 @@ def _data_coefficients(J, W, du, dv, a_data, beta, use_psi, A11, A22, A12, B1, B
             B1[py, x + 1] = zero
             B2[py, x + 1] = zero
         for c in range(nc):
+            Jc = J[c]
+            Wc = W[c]
             if use_psi:
                 for x in range(w):
                     du_p = du[py, x + 1]
                     dv_p = dv[py, x + 1]
                     r = (
-                        J[y, x, c, 0] * du_p * du_p
-                        + J[y, x, c, 1] * dv_p * dv_p
-                        + two * J[y, x, c, 3] * du_p * dv_p
-                        + two * J[y, x, c, 4] * du_p
-                        + two * J[y, x, c, 5] * dv_p
-                        + J[y, x, c, 2]
+                        Jc[0, y, x] * du_p * du_p
+                        + Jc[1, y, x] * dv_p * dv_p
+                        + two * Jc[3, y, x] * du_p * dv_p
+                        + two * Jc[4, y, x] * du_p
+                        + two * Jc[5, y, x] * dv_p
+                        + Jc[2, y, x]
                     )
                     s2[x] = max(r, zero)
                 a = a_data[c]
                 psi_row(s2, a, psi, ibuf, fbuf)
                 if a > 0 and a < 1:
                     for x in range(w):
-                        s2[x] = ((one - beta) + beta * psi[x]) * W[y, x, c]
+                        s2[x] = ((one - beta) + beta * psi[x]) * Wc[y, x]
                 else:
                     for x in range(w):
-                        s2[x] = psi[x] * W[y, x, c]
+                        s2[x] = psi[x] * Wc[y, x]
             else:
                 for x in range(w):
-                    s2[x] = W[y, x, c]
+                    s2[x] = Wc[y, x]
             for x in range(w):
                 p = s2[x]
-                A11[py, x + 1] += p * J[y, x, c, 0]
-                A22[py, x + 1] += p * J[y, x, c, 1]
-                A12[py, x + 1] += p * J[y, x, c, 3]
-                B1[py, x + 1] += p * J[y, x, c, 4]
-                B2[py, x + 1] += p * J[y, x, c, 5]
+                A11[py, x + 1] += p * Jc[0, y, x]
+                A22[py, x + 1] += p * Jc[1, y, x]
+                A12[py, x + 1] += p * Jc[3, y, x]
+                B1[py, x + 1] += p * Jc[4, y, x]
+                B2[py, x + 1] += p * Jc[5, y, x]
 
 
 @numba.njit(**JIT)
@@ -279,7 +281,7 @@ def solve_level(
 ):
     """Solve one pyramid level for the increments; writes ``du``, ``dv`` (h, w) float32.
 
-    J (h, w, C, 6), W (h, w, C) channel weights, u, v (h, w) current flow (full-res px units),
+    J (C, 6, h, w) motion tensors, W (C, h, w) channel weights, u, v (h, w) current flow (full-res px units),
     ``alpha_x``/``alpha_y`` smoothness weights, ``hx``/``hy`` grid spacings, ``a_data`` (C,)
     Charbonnier exponents, ``a_smooth`` smoothness exponent (1 = quadratic), ``beta`` GNC blend
     (1 = fully robust), ``omega`` SOR relaxation.

@@ -2,8 +2,8 @@
 
 Inputs are the reference ``f1`` and the warped moving image ``f2``, both (h, w, C) float32, with
 grid spacings ``hy`` (rows) and ``hx`` (columns) in full-resolution pixels. Derivatives use central
-differences with edge-duplicating (clamped) neighbours. Output ``J`` is (h, w, C, 6) float32 holding
-J11, J22, J33, J12, J13, J23 per pixel and channel.
+differences with edge-duplicating (clamped) neighbours. Output ``J`` is (C, 6, h, w) float32 holding
+J11, J22, J33, J12, J13, J23 per channel (planes contiguous, so the solver's row loops stream).
 """
 
 from __future__ import annotations
@@ -54,12 +54,12 @@ def tensor_gc(f1, f2, hy, hx, J):
                 fyy *= half * ihyy
                 rx = np.float32(1.0) / (fxx * fxx + fxy * fxy + eps)
                 ry = np.float32(1.0) / (fxy * fxy + fyy * fyy + eps)
-                J[y, x, c, 0] = rx * fxx * fxx + ry * fxy * fxy
-                J[y, x, c, 1] = rx * fxy * fxy + ry * fyy * fyy
-                J[y, x, c, 2] = rx * fxt * fxt + ry * fyt * fyt
-                J[y, x, c, 3] = rx * fxx * fxy + ry * fxy * fyy
-                J[y, x, c, 4] = rx * fxx * fxt + ry * fxy * fyt
-                J[y, x, c, 5] = rx * fxy * fxt + ry * fyy * fyt
+                J[c, 0, y, x] = rx * fxx * fxx + ry * fxy * fxy
+                J[c, 1, y, x] = rx * fxy * fxy + ry * fyy * fyy
+                J[c, 2, y, x] = rx * fxt * fxt + ry * fyt * fyt
+                J[c, 3, y, x] = rx * fxx * fxy + ry * fxy * fyy
+                J[c, 4, y, x] = rx * fxx * fxt + ry * fxy * fyt
+                J[c, 5, y, x] = rx * fxy * fxt + ry * fyy * fyt
 
 
 @numba.njit(**JIT)
@@ -78,12 +78,12 @@ def tensor_gray(f1, f2, hy, hx, J):
                 fx = (f1[y, xp, c] - f1[y, xm, c] + f2[y, xp, c] - f2[y, xm, c]) * ihx2
                 fy = (f1[yp, x, c] - f1[ym, x, c] + f2[yp, x, c] - f2[ym, x, c]) * ihy2
                 ft = f2[y, x, c] - f1[y, x, c]
-                J[y, x, c, 0] = fx * fx
-                J[y, x, c, 1] = fy * fy
-                J[y, x, c, 2] = ft * ft
-                J[y, x, c, 3] = fx * fy
-                J[y, x, c, 4] = fx * ft
-                J[y, x, c, 5] = fy * ft
+                J[c, 0, y, x] = fx * fx
+                J[c, 1, y, x] = fy * fy
+                J[c, 2, y, x] = ft * ft
+                J[c, 3, y, x] = fx * fy
+                J[c, 4, y, x] = fx * ft
+                J[c, 5, y, x] = fy * ft
 
 
 @numba.njit(**JIT)
@@ -110,7 +110,7 @@ def tensor_cs(f1, f2, hy, hx, J):
         for x in range(w):
             for c in range(nc):
                 for k in range(6):
-                    J[y, x, c, k] = 0.0
+                    J[c, k, y, x] = 0.0
     for c in range(nc):
         for dy in range(-1, 2):
             for dx in range(-1, 2):
@@ -128,14 +128,14 @@ def tensor_cs(f1, f2, hy, hx, J):
                         sx = (s1[y, xp] - s1[y, xm] + s2[y, xp] - s2[y, xm]) * ihx2
                         sy = (s1[yp, x] - s1[ym, x] + s2[yp, x] - s2[ym, x]) * ihy2
                         st = s2[y, x] - s1[y, x]
-                        J[y, x, c, 0] += sx * sx
-                        J[y, x, c, 1] += sy * sy
-                        J[y, x, c, 2] += st * st
-                        J[y, x, c, 3] += sx * sy
-                        J[y, x, c, 4] += sx * st
-                        J[y, x, c, 5] += sy * st
+                        J[c, 0, y, x] += sx * sx
+                        J[c, 1, y, x] += sy * sy
+                        J[c, 2, y, x] += st * st
+                        J[c, 3, y, x] += sx * sy
+                        J[c, 4, y, x] += sx * st
+                        J[c, 5, y, x] += sy * st
     for y in range(h):
         for x in range(w):
             for c in range(nc):
                 for k in range(6):
-                    J[y, x, c, k] *= np.float32(0.25)
+                    J[c, k, y, x] *= np.float32(0.25)
