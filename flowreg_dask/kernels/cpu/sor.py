@@ -282,9 +282,9 @@ def solve_level(
     """Solve one pyramid level for the increments; writes ``du``, ``dv`` (h, w) float32.
 
     J (C, 6, h, w) motion tensors, W (C, h, w) channel weights, u, v (h, w) current flow
-    (full-res px units), ``alpha_x``/``alpha_y`` smoothness weights, ``hx``/``hy`` grid spacings, ``a_data`` (C,)
-    Charbonnier exponents, ``a_smooth`` smoothness exponent (1 = quadratic), ``beta`` GNC blend
-    (1 = fully robust), ``omega`` SOR relaxation.
+    (full-res px units), ``alpha_x``/``alpha_y`` smoothness weights, ``hx``/``hy`` grid
+    spacings, ``a_data`` (C,) Charbonnier exponents, ``a_smooth`` smoothness exponent
+    (1 = quadratic), ``beta`` GNC blend (1 = fully robust), ``omega`` SOR relaxation.
     """
     h, w = u.shape
     shp = (h + 2, w + 2)
