@@ -241,7 +241,8 @@ def main() -> None:
                     e = truth_epe(flow, spec, offset)
                     print(
                         f"| flowreg_dask | {preset} | {mode} | {n_jobs} | {buffer} | "
-                        f"{args.frames / wall:.1f} | {peak / 2**20:.0f} | {e:.3f} |",
+                        f"{args.frames / wall:.1f} | {peak[0] / 2**20:.0f} | {peak[1] / 2**20:.0f} | "
+                        f"{e:.3f} |",
                         flush=True,
                     )
         if args.pyflowreg:
@@ -266,7 +267,8 @@ def main() -> None:
                 e = truth_epe(flow, spec, offset)
                 print(
                     f"| pyflowreg | {preset} | multiprocessing | {n_jobs} | 400 | "
-                    f"{args.frames / wall:.1f} | {peak / 2**20:.0f} | {e:.3f} |",
+                    f"{args.frames / wall:.1f} | {peak[0] / 2**20:.0f} | {peak[1] / 2**20:.0f} | "
+                    f"{e:.3f} |",
                     flush=True,
                 )
     if args.lengths:
@@ -292,7 +294,8 @@ def main() -> None:
                 save_w=False,
             )
             print(
-                f"| {n} | {r.stat().st_size / 2**20:.0f} | {n / wall:.1f} | {peak / 2**20:.0f} |",
+                f"| {n} | {r.stat().st_size / 2**20:.0f} | {n / wall:.1f} | "
+                f"{peak[0] / 2**20:.0f} | {peak[1] / 2**20:.0f} |",
                 flush=True,
             )
 
