@@ -241,8 +241,8 @@ def main() -> None:
                     e = truth_epe(flow, spec, offset)
                     print(
                         f"| flowreg_dask | {preset} | {mode} | {n_jobs} | {buffer} | "
-                        f"{args.frames / wall:.1f} | {peak[0] / 2**20:.0f} | {peak[1] / 2**20:.0f} | "
-                        f"{e:.3f} |",
+                        f"{args.frames / wall:.1f} | {peak[0] / 2**20:.0f} | "
+                        f"{peak[1] / 2**20:.0f} | {e:.3f} |",
                         flush=True,
                     )
         if args.pyflowreg:
