@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidOptionError
 from ..kernels.cpu import median as _median
 from ..kernels.cpu import sor as _sor
 from ..kernels.cpu import tensors as _tensors
@@ -22,7 +22,7 @@ from .params import MIN_FRAME_SIZE, FlowParams, resolve_params, warn_user
 from .pyramid import Level, pyramid_plan
 from .rigid import estimate_rigid_shift
 
-__all__ = ["get_displacement", "get_displacements", "FlowEstimator"]
+__all__ = ["get_displacement", "get_displacements", "FlowEstimator", "make_estimator"]
 
 _TENSORS = {"gc": _tensors.tensor_gc, "gray": _tensors.tensor_gray, "cs": _tensors.tensor_cs}
 
@@ -285,6 +285,46 @@ class FlowEstimator:
             it = None if init is None else (init[t] if init.ndim == 4 else init)
             out[t] = self.flow(frames[t], it)
         return out
+
+
+BACKENDS = ("numba", "cupy", "numpy")
+_BACKEND_ALIASES = {"flowreg": "numba", "cpu": "numba", "cuda": "cupy", "flowreg_cuda": "cupy"}
+
+
+def make_estimator(
+    reference: np.ndarray, params: FlowParams, backend: str = "numba", **backend_params: Any
+):
+    """Flow estimator of a backend, all with ``.flows(frames, init)`` and ``.flow(moving, init)``.
+
+    Parameters
+    ----------
+    reference : ndarray
+        (H, W) or (H, W, C) pre-processed reference.
+    params : FlowParams
+        Validated parameters.
+    backend : str
+        ``"numba"`` (CPU, :class:`FlowEstimator`), ``"cupy"`` (CUDA GPU, batched) or ``"numpy"``
+        (the batched code on the CPU; for tests and debugging). ``OFOptions.flow_backend``.
+    **backend_params
+        ``OFOptions.backend_params`` for the batched backends (``batch_size``, ``fused``,
+        ``memory_fraction``, see :class:`flowreg_dask.kernels.gpu.batched.BatchedFlowEstimator`);
+        ignored by ``"numba"``.
+
+    Raises
+    ------
+    BackendUnavailableError
+        ``"cupy"`` when CuPy cannot be imported or no CUDA device is usable (install with
+        ``pip install flowreg-dask[gpu]``).
+    """
+    name = str(backend).lower()
+    name = _BACKEND_ALIASES.get(name, name)
+    if name == "numba":
+        return FlowEstimator(reference, params)
+    if name in ("cupy", "numpy"):
+        from ..kernels.gpu.batched import make_batched_estimator  # lazy: no cupy at import
+
+        return make_batched_estimator(reference, params, name, **backend_params)
+    raise InvalidOptionError(f"flow_backend: expected one of {BACKENDS}, got {backend!r}")
 
 
 def _params_for(reference: np.ndarray, options: Any, params: dict) -> FlowParams:

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..core.params import resolve_params
+from ..core.params import resolve_params, warn_user
 from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, RegistrationConfig
 from ..store.zarr_store import CorrectedStore
@@ -113,7 +113,56 @@ def _prepared(rec: xr.DataArray, options: OFOptions, ref_raw: np.ndarray) -> Pre
         interpolation=options.interpolation_method,
         out_dtype=_out_dtype(options, rec),
         update_init=options.update_initialization_w,
+        backend=options.flow_backend,
+        backend_params=options.backend_params,
     )
+
+
+def config_for_backend(
+    config: RegistrationConfig | None, backend: str
+) -> RegistrationConfig | None:
+    """The run configuration adjusted to the flow backend (the one place that does this).
+
+    With ``"cupy"`` a process drives its GPU through one CUDA context, and each chunk's frames are
+    already solved together on the device: ``threading`` and ``multiprocessing`` would make
+    several threads/processes share one GPU's context and memory, so they fall back to
+    ``sequential`` with a :class:`~flowreg_dask.errors.FlowRegWarning` (the automatic mode picks
+    ``sequential``, or ``distributed`` with a scheduler address). ``distributed`` is kept: one
+    worker per GPU. A LocalCluster started here gets one worker (its workers would all share the
+    first GPU); for several GPUs make a ``Client`` of a ``dask_cuda.LocalCUDACluster`` first.
+    Other backends: ``config`` unchanged.
+    """
+    if backend != "cupy":
+        return config
+    cfg = config if config is not None else RegistrationConfig()
+    mode = cfg.parallelization
+    update: dict[str, Any] = {}
+    if mode is None:
+        mode = update["parallelization"] = "distributed" if cfg.scheduler_address else "sequential"
+    elif mode in ("threading", "multiprocessing"):
+        warn_user(
+            f"parallelization={mode!r} with flow_backend='cupy': several threads/processes would "
+            "share one GPU context and its memory; running 'sequential' instead (each chunk's "
+            "frames are batched on the GPU). For several GPUs use parallelization='distributed' "
+            "with one worker per GPU (e.g. a dask_cuda.LocalCUDACluster client).",
+            stacklevel=4,
+        )
+        mode = update["parallelization"] = "sequential"
+    if mode == "distributed" and not cfg.scheduler_address and cfg.n_jobs != 1:
+        from distributed import default_client
+
+        try:
+            default_client()  # an active client (e.g. LocalCUDACluster) is used as it is
+        except ValueError:
+            if cfg.n_jobs > 1:
+                warn_user(
+                    f"n_jobs={cfg.n_jobs} with flow_backend='cupy': the local cluster gets one "
+                    "worker, since its workers would all share the first GPU; for one worker per "
+                    "GPU create a Client of a dask_cuda.LocalCUDACluster before the call",
+                    stacklevel=4,
+                )
+            update["n_jobs"] = 1
+    return cfg.model_copy(update=update) if update else cfg
 
 
 # -------------------------------------------------------------------------------------- register
@@ -152,6 +201,7 @@ def register(
             "each other; it is offered by compensate_recording (sequential chain), not by the lazy "
             "register()"
         )
+    config = config_for_backend(config, options.flow_backend)
     rec = _as_recording(recording, options, config)
     with runner(config) as run:
         prep = _prepared(rec, options, _reference_for(rec, options, reference, run))
@@ -286,7 +336,8 @@ def compensate_recording(
         Algorithm options; ``options.input_file`` is the input unless ``recording`` is given.
     config : RegistrationConfig, optional
         Run mode (``sequential``, ``threading``, ``multiprocessing``, ``distributed``), ``n_jobs``,
-        ``scheduler_address``, progress bar.
+        ``scheduler_address``, progress bar. With ``options.flow_backend="cupy"`` threading and
+        multiprocessing fall back to sequential (see :func:`config_for_backend`).
     recording : path, array or DataArray, optional
         Input overriding ``options.input_file``.
     reference : ndarray, path or indices, optional
@@ -314,7 +365,7 @@ def compensate_recording(
         OME-Zarr store it was exported from stays next to it (``<name>.zarr``).
     """
     options = _as_options(options)
-    config = config or RegistrationConfig()
+    config = config_for_backend(config or RegistrationConfig(), options.flow_backend)
     source = recording if recording is not None else options.input_file
     if source is None:
         raise InvalidOptionError(
@@ -476,6 +527,8 @@ def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chun
             interpolation=prep.interpolation,
             out_dtype=prep.out_dtype,
             update_init=prep.update_init,
+            backend=prep.backend,
+            backend_params=prep.backend_params,
         )
         store.write_chunk(
             i,
@@ -511,6 +564,7 @@ def compensate_arr(
     integers rounded and clipped); flows are float32 (T, H, W, 2) ((H, W, 2) for one frame).
     """
     options = _as_options(options)
+    config = config_for_backend(config, options.flow_backend)
     video = np.asarray(video)
     if video.size == 0:
         raise InvalidInputError("video: is empty")

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from ..core.params import FlowParams
-from ..core.solver import FlowEstimator
+from ..core.solver import FlowEstimator, make_estimator
 from ..core.warp import cast_like, interpolation_order
 from ..kernels.cpu import warp as _kwarp
 from ..preprocess.filters import smooth_frames
@@ -99,6 +99,8 @@ def register_block(
     interpolation: str,
     out_dtype,
     update_init: bool = True,
+    backend: str = "numba",
+    backend_params: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Register one chunk.
 
@@ -111,6 +113,9 @@ def register_block(
         The chunk's raw frames (T, H, W, C).
     ref_proc, ref_raw : ndarray
         Pre-processed and raw reference (H, W, C).
+    backend, backend_params
+        Flow backend of the chunk's frames (:func:`flowreg_dask.core.solver.make_estimator`:
+        ``"numba"``, ``"cupy"`` or ``"numpy"``); the coarse initial flow stays on numba.
 
     Returns
     -------
@@ -122,7 +127,8 @@ def register_block(
     halo = proc[: proc.shape[0] - n]
     chunk = proc[proc.shape[0] - n :]
     init = initial_flow(ref_proc, params, halo, chunk, update_init)
-    flows = FlowEstimator(ref_proc, params).flows(chunk, init)
+    estimator = make_estimator(ref_proc, params, backend, **(backend_params or {}))
+    flows = estimator.flows(chunk, init)
     corrected, valid = warp_frames(raw, flows, ref_raw, interpolation, out_dtype)
     out = {"corrected": corrected, "flow": flows, "valid": valid}
     out.update(frame_statistics(flows))

@@ -1,6 +1,6 @@
-"""The dask graph of a registration: pre-processing ``map_overlap`` and one registration task per
-time chunk, whose outputs (corrected frames, flows, valid masks, statistics) are split lazily, so a
-frame's flow is computed once however many of the outputs are used."""
+"""The dask graph of a registration: one independent task per time chunk (read its frames and
+halos, pre-process, register, warp), whose outputs (corrected frames, flows, valid masks,
+statistics) are split lazily, so a frame's flow is computed once however many outputs are used."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ class Prepared:
     interpolation: str
     out_dtype: np.dtype
     update_init: bool
+    backend: str = "numba"  # flow backend (OFOptions.flow_backend): "numba", "cupy" or "numpy"
+    backend_params: dict = dataclasses.field(default_factory=dict)  # OFOptions.backend_params
 
 
 def prepare(
@@ -42,6 +44,8 @@ def prepare(
     interpolation: str,
     out_dtype,
     update_init: bool,
+    backend: str = "numba",
+    backend_params: dict | None = None,
 ) -> Prepared:
     """Pre-process the reference (normalised by its own range, spatially smoothed)."""
     vmin, vmax = intensity_range(ref_raw, mode=channel_normalization)
@@ -56,6 +60,8 @@ def prepare(
         interpolation=interpolation,
         out_dtype=np.dtype(out_dtype),
         update_init=update_init,
+        backend=str(backend),
+        backend_params=dict(backend_params or {}),
     )
 
 
@@ -88,34 +94,76 @@ def _register_task(proc: np.ndarray, raw: np.ndarray, prep: Prepared) -> dict:
         interpolation=prep.interpolation,
         out_dtype=prep.out_dtype,
         update_init=prep.update_init,
+        backend=prep.backend,
+        backend_params=prep.backend_params,
     )
+
+
+class _Source:
+    """Picklable handle on the recording's dask array, for tasks that read their own frames.
+
+    A chunk task reads exactly the raw frames it needs (its chunk plus halos) with a small,
+    synchronous compute inside the task, so no large intermediate ever travels between tasks:
+    with the process-pool and distributed schedulers only the corrected outputs leave a worker.
+    """
+
+    def __init__(self, array: da.Array) -> None:
+        self.array = array
+
+    def __dask_tokenize__(self):
+        return ("flowreg-source", self.array.name)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.array[start:stop].compute(scheduler="synchronous"))
+
+
+def _chunk_task(
+    index: np.ndarray,
+    *,
+    source: _Source,
+    bounds: tuple[tuple[int, int], ...],
+    prep: Prepared,
+    halo: int,
+    depth_t: int,
+) -> dict:
+    """Read, pre-process and register time chunk ``index[0]``.
+
+    The chunk's initial flow comes from the ``halo`` frames before it; the temporal filter sees
+    ``depth_t`` true neighbouring frames on each side, so the pre-processed frames equal those of
+    the whole recording filtered at once (reflection only at the recording's ends).
+    """
+    start, stop = bounds[int(index[0])]
+    first = max(0, start - halo)
+    lo = max(0, first - depth_t)
+    hi = min(source.array.shape[0], stop + depth_t)
+    raw = source.read(lo, hi)
+    proc = preprocess_block(
+        raw, vmin=prep.vmin, vmax=prep.vmax, sigma=prep.sigma, temporal=depth_t > 0
+    )
+    return _register_task(proc[first - lo : stop - lo], raw[start - lo : stop - lo], prep)
 
 
 def registration_blocks(data: da.Array, prep: Prepared) -> da.Array:
     """A 1-D dask array over ``t`` whose blocks are dicts of the chunk's outputs.
 
-    Only use it through :func:`split_outputs` or a ``map_blocks`` that reads the dicts.
+    One independent task per time chunk (it reads its own frames and halos). Only use the result
+    through :func:`split_outputs` or a ``map_blocks`` that reads the dicts.
     """
-    proc = preprocessed(data, prep)
     chunks_t = data.chunks[0]
-    halo = min(INIT_HALO, min(chunks_t)) if prep.update_init and len(chunks_t) > 1 else 0
-    if halo > 0:
-        proc = da.overlap.overlap(
-            proc,
-            depth={0: (halo, 0), 1: 0, 2: 0, 3: 0},
-            boundary={0: "none", 1: "none", 2: "none", 3: "none"},
-        )
-    return da.blockwise(
-        _register_task,
-        "t",
-        proc,
-        "tyxc",
-        data,
-        "tyxc",
+    bounds, start = [], 0
+    for n in chunks_t:
+        bounds.append((start, start + n))
+        start += n
+    halo = INIT_HALO if prep.update_init and len(chunks_t) > 1 else 0
+    index = da.arange(len(chunks_t), chunks=1)
+    return index.map_blocks(
+        _chunk_task,
+        source=_Source(data),
+        bounds=tuple(bounds),
         prep=prep,
-        align_arrays=False,
-        concatenate=True,
-        adjust_chunks={"t": chunks_t},
+        halo=halo,
+        depth_t=temporal_depth(prep.sigma, data.shape[-1]),
+        chunks=(chunks_t,),
         meta=np.empty((0,), dtype=object),
     )
 
