@@ -22,7 +22,7 @@ from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, RegistrationConfig
 from ..store.zarr_store import CorrectedStore
 from .blocks import STAT_NAMES
-from .graph import Prepared, prepare, registration_blocks, split_outputs
+from .graph import Prepared, chunk_writes, prepare, registration_blocks, split_outputs
 from .progress import FrameProgress
 from .reference import check_reference_shape, resolve_reference
 from .run import Runner, runner
@@ -281,17 +281,6 @@ def _chunk_bounds(chunks_t: tuple[int, ...]) -> list[tuple[int, int]]:
     return bounds
 
 
-def _write_task(block: dict, store: CorrectedStore, block_id=None) -> np.ndarray:
-    store.write_chunk(
-        block_id[0],
-        corrected=block["corrected"],
-        flow=block["flow"],
-        valid=block["valid"],
-        stats={k: block[k] for k in STAT_NAMES},
-    )
-    return np.array([block["corrected"].shape[0]], np.int64)
-
-
 class _LocalCounter(dask.callbacks.Callback):
     """Calls ``on_key(key, result)`` for every finished task (local schedulers, main process)."""
 
@@ -423,8 +412,7 @@ def compensate_recording(
             if options.update_reference:
                 _run_update_reference(rec, prep, store, todo, bounds, run, on_chunk)
             elif todo:
-                blocks = registration_blocks(rec.data, prep)
-                writes = blocks.map_blocks(_write_task, store=store, dtype=np.int64, chunks=(1,))
+                writes = chunk_writes(rec.data, prep, store)
                 _run_writes(writes, todo, run, on_chunk)
         finally:
             progress.close()

@@ -143,29 +143,55 @@ def _chunk_task(
     return _register_task(proc[first - lo : stop - lo], raw[start - lo : stop - lo], prep)
 
 
+def _chunk_graph(data: da.Array, prep: Prepared) -> tuple[da.Array, dict]:
+    """The per-chunk index array and the keyword arguments of :func:`_chunk_task`."""
+    chunks_t = data.chunks[0]
+    bounds, start = [], 0
+    for n in chunks_t:
+        bounds.append((start, start + n))
+        start += n
+    kwargs = {
+        "source": _Source(data),
+        "bounds": tuple(bounds),
+        "prep": prep,
+        "halo": INIT_HALO if prep.update_init and len(chunks_t) > 1 else 0,
+        "depth_t": temporal_depth(prep.sigma, data.shape[-1]),
+    }
+    return da.arange(len(chunks_t), chunks=1), kwargs
+
+
 def registration_blocks(data: da.Array, prep: Prepared) -> da.Array:
     """A 1-D dask array over ``t`` whose blocks are dicts of the chunk's outputs.
 
     One independent task per time chunk (it reads its own frames and halos). Only use the result
     through :func:`split_outputs` or a ``map_blocks`` that reads the dicts.
     """
-    chunks_t = data.chunks[0]
-    bounds, start = [], 0
-    for n in chunks_t:
-        bounds.append((start, start + n))
-        start += n
-    halo = INIT_HALO if prep.update_init and len(chunks_t) > 1 else 0
-    index = da.arange(len(chunks_t), chunks=1)
+    index, kwargs = _chunk_graph(data, prep)
     return index.map_blocks(
-        _chunk_task,
-        source=_Source(data),
-        bounds=tuple(bounds),
-        prep=prep,
-        halo=halo,
-        depth_t=temporal_depth(prep.sigma, data.shape[-1]),
-        chunks=(chunks_t,),
-        meta=np.empty((0,), dtype=object),
+        _chunk_task, chunks=(data.chunks[0],), meta=np.empty((0,), dtype=object), **kwargs
     )
+
+
+def _write_task(index: np.ndarray, *, store, **kwargs) -> np.ndarray:
+    out = _chunk_task(index, **kwargs)
+    store.write_chunk(
+        int(index[0]),
+        corrected=out["corrected"],
+        flow=out["flow"],
+        valid=out["valid"],
+        stats={k: out[k] for k in STAT_NAMES},
+    )
+    return np.array([out["corrected"].shape[0]], np.int64)
+
+
+def chunk_writes(data: da.Array, prep: Prepared, store) -> da.Array:
+    """One task per time chunk that registers it and writes it to ``store`` (a
+    :class:`~flowreg_dask.store.zarr_store.CorrectedStore`); each returns its frame count.
+
+    Registration and writing share a task, so only a frame count leaves the worker.
+    """
+    index, kwargs = _chunk_graph(data, prep)
+    return index.map_blocks(_write_task, store=store, dtype=np.int64, **kwargs)
 
 
 def _take(block: dict, key: str) -> np.ndarray:

@@ -117,6 +117,46 @@ def resolve_reference(
     )
 
 
+def _prereg_block(source, indices, a: int, b: int, depth: int, sig) -> tuple:
+    """Raw and smoothed frames of positions [a, b) of ``indices`` (the temporal filter sees
+    ``depth`` neighbouring reference frames on each side, as if all were filtered at once)."""
+    from ..preprocess.filters import smooth_frames
+
+    lo = max(0, a - depth)
+    hi = min(len(indices), b + depth)
+    sel = indices[lo:hi]
+    if sel == list(range(sel[0], sel[-1] + 1)):
+        raw = source.read(sel[0], sel[-1] + 1)
+    else:
+        raw = np.asarray(source.array[np.asarray(sel)].compute(scheduler="synchronous"))
+    smooth = smooth_frames(raw, sig)
+    return raw[a - lo : b - lo], smooth[a - lo : b - lo]
+
+
+def _prereg_pass1(source, indices, a, b, depth, sig, joint: bool) -> tuple:
+    raw, smooth = _prereg_block(source, indices, a, b, depth, sig)
+    axes = (0, 1, 2, 3) if joint else (0, 1, 2)
+    return (
+        smooth.min(axis=axes),
+        smooth.max(axis=axes),
+        smooth.sum(axis=0, dtype=np.float64),
+        raw.sum(axis=0, dtype=np.float64),
+    )
+
+
+def _prereg_pass2(source, indices, a, b, depth, sig, lo, hi, mean_proc, raw_mean, params, interp):
+    from ..core.solver import FlowEstimator
+    from ..preprocess.normalize import normalize
+    from .blocks import initial_flow, warp_frames
+
+    raw, smooth = _prereg_block(source, indices, a, b, depth, sig)
+    proc = normalize(smooth, vmin=lo, vmax=hi)
+    init = initial_flow(mean_proc, params, proc[:0], proc, True)
+    flows = FlowEstimator(mean_proc, params).flows(proc, init)
+    warped, _ = warp_frames(raw, flows, raw_mean, interp, np.float32)
+    return warped.sum(axis=0, dtype=np.float64)
+
+
 def preregistered_reference(
     recording,
     indices: list[int],
@@ -132,70 +172,55 @@ def preregistered_reference(
 
     Pass 1 smooths the frames (sigma + [1, 1, 0.5], exact temporal halo) and reduces them to
     their intensity range and temporal mean; pass 2 smooths them again, registers each frame to
-    the normalised mean with alpha + 2 and sums the raw frames warped by their flows. Only one
-    block of ``chunk`` frames per worker is in memory at a time, and both passes run in parallel
-    with the run's scheduler.
+    the normalised mean with alpha + 2 and sums the raw frames warped by their flows. Each task
+    reads its own block of at most ``chunk`` frames and returns only sums, so memory stays bounded
+    and no frames travel between processes; both passes run in parallel with the run's scheduler.
     """
-    import dask.array as da
+    import dask
 
     from ..core.reference import PREREG_EXTRA_SIGMA, prereg_params
-    from ..preprocess.filters import sigma_matrix, smooth_frames, temporal_depth
+    from ..preprocess.filters import sigma_matrix, temporal_depth
     from ..preprocess.normalize import normalize
-    from .blocks import initial_flow, warp_frames
+    from .graph import _Source
 
     n_channels = recording.shape[-1]
-    data = recording.data
-    if indices == list(range(indices[0], indices[-1] + 1)):
-        frames = data[indices[0] : indices[-1] + 1]
-    else:
-        frames = data[np.asarray(indices)]
+    source = _Source(recording.data)
+    n = len(indices)
     # blocks small enough that every worker gets several (balanced load), at most ``chunk``
     workers = runner.n_workers if runner is not None else 1
-    chunk = max(8, min(chunk, -(-len(indices) // (4 * workers))))
-    frames = frames.rechunk({0: chunk, 1: -1, 2: -1, 3: -1})
+    chunk = max(8, min(chunk, -(-n // (4 * workers))))
+    blocks = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
     sig = sigma_matrix(sigma, n_channels) + PREREG_EXTRA_SIGMA
     depth = temporal_depth(sig, n_channels)
-    meta = np.empty((0, 0, 0, 0), np.float32)
-    smooth = frames.map_overlap(
-        smooth_frames,
-        depth={0: depth, 1: 0, 2: 0, 3: 0},
-        boundary="none",
-        dtype=np.float32,
-        meta=meta,
-        sigma=sig,
-    )
     joint = str(channel_normalization).lower() in ("joint", "together")
-    axes = (0, 1, 2, 3) if joint else (0, 1, 2)
-    compute = runner.compute if runner is not None else (lambda *c: da.compute(*c))
-    lo, hi, total, raw_total = compute(
-        smooth.min(axis=axes),
-        smooth.max(axis=axes),
-        smooth.sum(axis=0, dtype=np.float64),
-        frames.sum(axis=0, dtype=np.float64),
+    compute = runner.compute if runner is not None else dask.compute
+    first = compute(
+        *[dask.delayed(_prereg_pass1)(source, indices, a, b, depth, sig, joint) for a, b in blocks]
     )
-    n = len(indices)
+    lo = np.min([f[0] for f in first], axis=0)
+    hi = np.max([f[1] for f in first], axis=0)
     lo = np.broadcast_to(np.asarray(lo, np.float64), (n_channels,))
     hi = np.broadcast_to(np.asarray(hi, np.float64), (n_channels,))
-    mean_proc = np.ascontiguousarray(normalize(total / n, vmin=lo, vmax=hi))
-    raw_mean = (raw_total / n).astype(np.float32)
+    mean_proc = np.ascontiguousarray(normalize(sum(f[2] for f in first) / n, vmin=lo, vmax=hi))
+    raw_mean = (sum(f[3] for f in first) / n).astype(np.float32)
     pparams = prereg_params(params)
-
-    def warped_sum(sm: np.ndarray, raw: np.ndarray) -> np.ndarray:
-        from ..core.solver import FlowEstimator
-
-        proc = normalize(sm, vmin=lo, vmax=hi)
-        init = initial_flow(mean_proc, pparams, proc[:0], proc, True)
-        flows = FlowEstimator(mean_proc, pparams).flows(proc, init)
-        warped, _ = warp_frames(raw, flows, raw_mean, interpolation, np.float32)
-        return warped.sum(axis=0, dtype=np.float64)[None]
-
-    sums = da.map_blocks(
-        warped_sum,
-        smooth,
-        frames,
-        dtype=np.float64,
-        chunks=((1,) * smooth.numblocks[0], *smooth.chunks[1:]),
-        meta=np.empty((0, 0, 0, 0), np.float64),
+    sums = compute(
+        *[
+            dask.delayed(_prereg_pass2)(
+                source,
+                indices,
+                a,
+                b,
+                depth,
+                sig,
+                lo,
+                hi,
+                mean_proc,
+                raw_mean,
+                pparams,
+                interpolation,
+            )
+            for a, b in blocks
+        ]
     )
-    (total_warped,) = compute(sums.sum(axis=0))
-    return np.ascontiguousarray(total_warped / n, dtype=np.float32)
+    return np.ascontiguousarray(sum(sums) / n, dtype=np.float32)
