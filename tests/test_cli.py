@@ -141,3 +141,15 @@ def test_chunk_length_capped_by_memory_budget():
     n = chunk_frames((6000, 512, 512, 1), np.uint16, np.uint16, 400, 256 * 2**20)
     assert 8 <= n < 400
     assert chunk_frames((100, 64, 64, 1), np.uint16, np.uint16, 400, 256 * 2**20) == 400
+
+
+def test_flow_backend_flag_reaches_the_options(tif, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # no CuPy, as on a CPU-only machine
+    out = tmp_path / "gpu.zarr"
+    code = main(["correct", str(tif), "-o", str(out), "--flow-backend", "cupy", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "flow_backend='cupy'" in err and "flowreg-dask[gpu]" in err
+    assert not out.exists()

@@ -460,6 +460,15 @@ def test_cupy_is_not_imported_by_the_package():
 # ---------------------------------------------------------------------------------- run modes
 
 
+@pytest.fixture
+def gpu_present(monkeypatch):
+    """Pretend CuPy and a CUDA device are usable (only the run-mode logic is under test)."""
+    import flowreg_dask.kernels.gpu.device as device
+
+    monkeypatch.setattr(device, "require_cupy", lambda: None)
+
+
+@pytest.mark.usefixtures("gpu_present")
 @pytest.mark.parametrize("mode", ["threading", "multiprocessing"])
 def test_cupy_falls_back_to_sequential_with_a_warning(mode):
     cfg = RegistrationConfig(parallelization=mode, n_jobs=4)
@@ -468,6 +477,7 @@ def test_cupy_falls_back_to_sequential_with_a_warning(mode):
     assert out.parallelization == "sequential" and cfg.parallelization == mode
 
 
+@pytest.mark.usefixtures("gpu_present")
 def test_run_mode_unchanged_where_allowed():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -483,6 +493,29 @@ def test_run_mode_unchanged_where_allowed():
     with pytest.warns(FlowRegWarning, match="LocalCUDACluster"):
         out = config_for_backend(local, "cupy")
     assert out.parallelization == "distributed" and out.n_jobs == 1
+
+
+def test_missing_gpu_is_reported_before_any_work(tmp_path, monkeypatch):
+    import flowreg_dask.pipeline.reference as reference
+    from flowreg_dask.pipeline.api import compensate_recording
+
+    def no_reference(*args, **kwargs):
+        raise AssertionError("the reference was built before the backend was checked")
+
+    monkeypatch.setattr(reference, "preregistered_reference", no_reference)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` fail
+    _, _, _, raw, _ = _recording()
+    np.save(tmp_path / "rec.npy", raw)
+    opts = OFOptions(flow_backend="cupy", quality_setting="fast")  # default reference frames
+    for mode in ("sequential", "threading"):
+        cfg = RegistrationConfig(parallelization=mode, progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FlowRegWarning)
+            with pytest.raises(BackendUnavailableError, match=r"pip install flowreg-dask\[gpu\]"):
+                compensate_recording(
+                    opts, cfg, recording=tmp_path / "rec.npy", output=tmp_path / "out.zarr"
+                )
+        assert not (tmp_path / "out.zarr").exists()
 
 
 # ------------------------------------------------------------------------------------ pipeline

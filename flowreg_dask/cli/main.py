@@ -44,6 +44,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="address of a running dask scheduler (implies distributed)",
     )
+    p.add_argument(
+        "--flow-backend",
+        choices=["numba", "cupy"],
+        default=None,
+        help="flow solver: numba (CPU, default) or cupy (NVIDIA GPU; pip install "
+        "'flowreg-dask[gpu]')",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -80,6 +87,8 @@ def _cmd_correct(args) -> int:
         updates["output_typename"] = args.output_dtype
     if args.format:
         updates["output_format"] = args.format
+    if args.flow_backend:
+        updates["flow_backend"] = args.flow_backend
     options = options.copy(**updates) if updates else options
     start = time.perf_counter()
     out = compensate_recording(
@@ -158,6 +167,7 @@ def _cmd_demo(args) -> int:
         save_w=True,
         save_valid_idx=True,
         reference_frames=ref_frames,
+        flow_backend=args.flow_backend or "numba",
     )
     print(f"2/3 correcting it ({args.quality} preset) to {out_dir / 'demo_corrected.zarr'}")
     start = time.perf_counter()

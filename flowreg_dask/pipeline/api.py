@@ -130,6 +130,8 @@ def config_for_backend(
     ``sequential``, or ``distributed`` with a scheduler address). ``distributed`` is kept: one
     worker per GPU. A LocalCluster started here gets one worker (its workers would all share the
     first GPU); for several GPUs make a ``Client`` of a ``dask_cuda.LocalCUDACluster`` first.
+    In the local modes CuPy and a CUDA device are checked here, so a missing GPU is reported
+    before any work starts (:class:`~flowreg_dask.errors.BackendUnavailableError`).
     Other backends: ``config`` unchanged.
     """
     if backend != "cupy":
@@ -162,6 +164,12 @@ def config_for_backend(
                     stacklevel=4,
                 )
             update["n_jobs"] = 1
+    if mode != "distributed":
+        # the GPU is used in this process: fail now, before a reference is built or a file
+        # written (distributed workers may have GPUs that this machine lacks)
+        from ..kernels.gpu.device import require_cupy
+
+        require_cupy()
     return cfg.model_copy(update=update) if update else cfg
 
 

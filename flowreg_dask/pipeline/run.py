@@ -33,6 +33,7 @@ class Runner:
     mode: str
     n_workers: int
     client: Any = None
+    pool: Any = None  # multiprocessing: one process pool for every compute of the run
 
     def compute_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``dask.compute`` in local modes."""
@@ -41,7 +42,12 @@ class Runner:
         if self.mode == "threading":
             return {"scheduler": "threads", "num_workers": self.n_workers}
         if self.mode == "multiprocessing":
-            return {"scheduler": "processes", "num_workers": self.n_workers}
+            # chunksize 1: every task is a whole chunk, so dask's default batching of 6 ready
+            # tasks per submission would leave workers idle while one works through a batch
+            kwargs = {"scheduler": "processes", "num_workers": self.n_workers, "chunksize": 1}
+            if self.pool is not None:
+                kwargs["pool"] = self.pool
+            return kwargs
         return {}
 
     def compute(self, *collections: Any) -> tuple:
@@ -74,10 +80,40 @@ def resolve_mode(config: Any) -> tuple[str, int]:
     return mode, n_workers
 
 
+def _init_worker() -> None:
+    """Process-pool worker start: dask's own initialisation, single-threaded numeric libraries."""
+    from dask.multiprocessing import initialize_worker_process
+
+    os.environ.update(_SINGLE_THREAD_ENV)
+    initialize_worker_process()
+
+
+@contextlib.contextmanager
+def _process_pool(n_workers: int) -> Iterator[Any]:
+    """One spawn-context process pool for all computes of a run (the reference passes and the
+    registration), so workers start and load the compiled kernels once, not once per compute."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dask.multiprocessing import get_context
+
+    if os.environ.get("PYTHONHASHSEED") in (None, "0"):
+        # consistent hashing in the workers, as dask's own pool does
+        os.environ["PYTHONHASHSEED"] = "6640"
+    pool = ProcessPoolExecutor(n_workers, mp_context=get_context(), initializer=_init_worker)
+    try:
+        yield pool
+    finally:
+        pool.shutdown()
+
+
 @contextlib.contextmanager
 def runner(config: Any = None) -> Iterator[Runner]:
     """Context manager yielding a :class:`Runner`; creates and closes a LocalCluster if needed."""
     mode, n_workers = resolve_mode(config)
+    if mode == "multiprocessing":
+        with _process_pool(n_workers) as pool:
+            yield Runner(mode, n_workers, pool=pool)
+        return
     if mode != "distributed":
         yield Runner(mode, n_workers)
         return
