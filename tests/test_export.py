@@ -358,6 +358,9 @@ def test_suite2p_binary(pipeline_store: dict[str, Any], tmp_path: Path) -> None:
     assert ops["reg_file"] == str(out / "data.bin")
     assert ops["reg_file_chan2"] == str(out / "data_chan2.bin")
     np.testing.assert_allclose(ops["meanImg"], gt["corrected"][..., 0].mean(axis=0), rtol=1e-6)
+    # read back as one recording: the layout comes from ops.npy, the channels from the file list
+    back = open_recording([out / "data.bin", out / "data_chan2.bin"])
+    np.testing.assert_array_equal(back.values, gt["corrected"].astype(np.int16))
 
 
 def test_suite2p_binary_clips_and_rounds(tmp_path: Path) -> None:

@@ -567,6 +567,25 @@ def test_raw_binary(tmp_path):
         open_recording(path, format="raw", shape=(T, H, W), dtype="int16", bogus=1)
 
 
+def test_suite2p_binary_with_ops_needs_no_shape(tmp_path):
+    data = movie(dtype=np.int16)
+    folder = tmp_path / "suite2p" / "plane0"
+    folder.mkdir(parents=True)
+    data.tofile(folder / "data.bin")
+    ops = {"Ly": H, "Lx": W, "nframes": T, "fs": 30.0, "nchannels": 1}
+    np.save(folder / "ops.npy", np.array(ops, dtype=object), allow_pickle=True)
+    rec = open_recording(folder / "data.bin", buffer_size=5)
+    assert_recording(rec, data[..., None])
+    assert rec.attrs["frame_rate"] == 30.0
+    # an explicit layout still wins over the ops file
+    rec = open_recording(folder / "data.bin", shape=(T, H, W), dtype="uint16")
+    assert rec.dtype == np.uint16
+    np.testing.assert_array_equal(rec.values[..., 0], data.view(np.uint16))
+    (folder / "ops.npy").write_bytes(b"not a numpy file")
+    with pytest.raises(InvalidInputError, match="ops.npy.*shape="):
+        open_recording(folder / "data.bin")
+
+
 # ------------------------------------------------------------------------------------------
 # in-memory sources
 # ------------------------------------------------------------------------------------------

@@ -7,6 +7,10 @@ A raw file has no header, so its layout must be given::
 
 ``shape`` is (T, H, W) or (T, H, W, C) in C order (or as stated by ``axes``); ``T = -1`` infers
 the frame count from the file size. ``offset`` skips a leading header of that many bytes.
+
+A suite2p binary next to its ``ops.npy`` (``plane0/data.bin``, ``data_chan2.bin``) needs neither:
+the frame size comes from ``ops["Ly"]``, ``ops["Lx"]`` (and ``nframes``), the dtype is suite2p's
+int16 and ``ops["fs"]`` becomes the frame rate.
 """
 
 from __future__ import annotations
@@ -87,11 +91,19 @@ class RawReader(Reader):
         axes : str, optional
             Order of the dimensions in ``shape`` (letters t, z, y, x, c).
         """
+        frame_rate = None
+        if shape is None and dtype is None:
+            ops = _suite2p_ops(path)
+            if ops is not None:
+                shape = (int(ops.get("nframes", -1)), int(ops["Ly"]), int(ops["Lx"]))
+                dtype = "int16"
+                frame_rate = ops.get("fs")
         if shape is None or dtype is None:
             msg = (
                 f"Raw binary file '{path}' has no header: pass shape=(T, H, W) and dtype=..., "
                 "e.g. open_recording(path, format='raw', shape=(ops['nframes'], ops['Ly'], "
-                "ops['Lx']), dtype='int16') for a suite2p data.bin"
+                "ops['Lx']), dtype='int16') for a suite2p data.bin (found automatically when "
+                "its ops.npy lies next to it)"
             )
             raise InvalidInputError(msg)
         stamp = file_stamp(path)
@@ -140,6 +152,8 @@ class RawReader(Reader):
             )
         check_frames(shape, ax, where=where)
         meta = {"source": path, "format": self.name, "files": [path], "axes": ax}
+        if frame_rate is not None and np.isfinite(float(frame_rate)) and float(frame_rate) > 0:
+            meta["frame_rate"] = float(frame_rate)
         return RawFrames(
             path=path,
             stamp=stamp,
@@ -152,3 +166,24 @@ class RawReader(Reader):
             order=order,
             file_dtype=dt.str,
         )
+
+
+def _suite2p_ops(path: str) -> dict | None:
+    """suite2p's ``ops.npy`` beside ``path`` as a dict, or None when there is none (or it does
+    not describe a frame size). It is a pickled dict, so it is loaded with ``allow_pickle``: open
+    only ops files you trust, as with suite2p itself."""
+    ops_path = os.path.join(os.path.dirname(os.path.abspath(path)), "ops.npy")
+    if not os.path.isfile(ops_path):
+        return None
+    try:
+        ops = np.load(ops_path, allow_pickle=True)
+        ops = ops.item() if isinstance(ops, np.ndarray) and ops.dtype == object else ops
+    except Exception as exc:  # noqa: BLE001 - any unreadable ops file gets the same advice
+        msg = (
+            f"suite2p ops file '{ops_path}' next to '{path}' cannot be read ({exc!r}); pass "
+            "shape=(T, H, W) and dtype='int16' to read the binary without it"
+        )
+        raise InvalidInputError(msg) from exc
+    if not isinstance(ops, dict) or "Ly" not in ops or "Lx" not in ops:
+        return None
+    return ops
