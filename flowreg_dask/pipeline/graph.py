@@ -118,21 +118,21 @@ class _Source:
 
 
 def _chunk_task(
-    index: np.ndarray,
     *,
+    block_id: tuple[int, ...],
     source: _Source,
     bounds: tuple[tuple[int, int], ...],
     prep: Prepared,
     halo: int,
     depth_t: int,
 ) -> dict:
-    """Read, pre-process and register time chunk ``index[0]``.
+    """Read, pre-process and register time chunk ``block_id[0]``.
 
     The chunk's initial flow comes from the ``halo`` frames before it; the temporal filter sees
     ``depth_t`` true neighbouring frames on each side, so the pre-processed frames equal those of
     the whole recording filtered at once (reflection only at the recording's ends).
     """
-    start, stop = bounds[int(index[0])]
+    start, stop = bounds[block_id[0]]
     first = max(0, start - halo)
     lo = max(0, first - depth_t)
     hi = min(source.array.shape[0], stop + depth_t)
@@ -143,39 +143,42 @@ def _chunk_task(
     return _register_task(proc[first - lo : stop - lo], raw[start - lo : stop - lo], prep)
 
 
-def _chunk_graph(data: da.Array, prep: Prepared) -> tuple[da.Array, dict]:
-    """The per-chunk index array and the keyword arguments of :func:`_chunk_task`."""
+def _chunk_kwargs(data: da.Array, prep: Prepared) -> dict:
+    """The keyword arguments of :func:`_chunk_task` (besides ``block_id``)."""
     chunks_t = data.chunks[0]
     bounds, start = [], 0
     for n in chunks_t:
         bounds.append((start, start + n))
         start += n
-    kwargs = {
+    return {
         "source": _Source(data),
         "bounds": tuple(bounds),
         "prep": prep,
         "halo": INIT_HALO if prep.update_init and len(chunks_t) > 1 else 0,
         "depth_t": temporal_depth(prep.sigma, data.shape[-1]),
     }
-    return da.arange(len(chunks_t), chunks=1), kwargs
 
 
 def registration_blocks(data: da.Array, prep: Prepared) -> da.Array:
     """A 1-D dask array over ``t`` whose blocks are dicts of the chunk's outputs.
 
-    One independent task per time chunk (it reads its own frames and halos). Only use the result
+    One independent task per time chunk (it reads its own frames and halos). The tasks have no
+    inputs in the graph, so a distributed scheduler spreads them over all workers (a tiny input
+    task would pin every chunk to the worker that happened to hold it). Only use the result
     through :func:`split_outputs` or a ``map_blocks`` that reads the dicts.
     """
-    index, kwargs = _chunk_graph(data, prep)
-    return index.map_blocks(
-        _chunk_task, chunks=(data.chunks[0],), meta=np.empty((0,), dtype=object), **kwargs
+    return da.map_blocks(
+        _chunk_task,
+        chunks=(data.chunks[0],),
+        meta=np.empty((0,), dtype=object),
+        **_chunk_kwargs(data, prep),
     )
 
 
-def _write_task(index: np.ndarray, *, store, **kwargs) -> np.ndarray:
-    out = _chunk_task(index, **kwargs)
+def _write_task(*, block_id: tuple[int, ...], store, **kwargs) -> np.ndarray:
+    out = _chunk_task(block_id=block_id, **kwargs)
     store.write_chunk(
-        int(index[0]),
+        block_id[0],
         corrected=out["corrected"],
         flow=out["flow"],
         valid=out["valid"],
@@ -190,8 +193,13 @@ def chunk_writes(data: da.Array, prep: Prepared, store) -> da.Array:
 
     Registration and writing share a task, so only a frame count leaves the worker.
     """
-    index, kwargs = _chunk_graph(data, prep)
-    return index.map_blocks(_write_task, store=store, dtype=np.int64, **kwargs)
+    return da.map_blocks(
+        _write_task,
+        chunks=((1,) * len(data.chunks[0]),),
+        dtype=np.int64,
+        store=store,
+        **_chunk_kwargs(data, prep),
+    )
 
 
 def _take(block: dict, key: str) -> np.ndarray:
