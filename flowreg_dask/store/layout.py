@@ -58,7 +58,7 @@ __all__ = [
     "MAX_SHARD_BYTES",
     "MAX_INNER_CHUNK_BYTES",
     "INNER_CHUNK_FRAMES",
-    "ZSTD_LEVEL",
+    "BLOSC",
     "TimeLayout",
     "plan_time_layout",
     "stats_path",
@@ -106,8 +106,11 @@ MAX_SHARD_BYTES: int = 1 << 30
 MAX_INNER_CHUNK_BYTES: int = 16 << 20
 #: Preferred number of frames per inner chunk.
 INNER_CHUNK_FRAMES: int = 8
-#: zstd compression level of every array.
-ZSTD_LEVEL: int = 3
+#: Compression of every array: blosc lz4 on bit-shuffled values. On corrected uint16 movies and
+#: float32 flows it is both smaller and faster than zstd (measured on 256x256 synthetic 2P data:
+#: 0.78 of the raw size for both at 1.2-1.3 GB/s, against zstd level 3's 0.85 / 0.90 at
+#: 0.6-0.75 GB/s), so saving flows costs little. Any zarr v3 reader decodes it.
+BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle"}
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
 from flowreg_dask._version import __version__
@@ -725,7 +725,7 @@ class CorrectedStore:
         sf = rec["time_layout"]["shard_frames"]
         cf = rec["time_layout"]["chunk_frames"]
         sharded = cf < sf
-        codec = ZstdCodec(level=L.ZSTD_LEVEL)
+        codec = BloscCodec(**L.BLOSC)
 
         def t_array(name: str, shape: tuple[int, ...], dt: Any, fill: Any, dims: list[str]) -> Any:
             return root.create_array(
