@@ -97,7 +97,10 @@ class RawReader(Reader):
             if ops is not None:
                 shape = (int(ops.get("nframes", -1)), int(ops["Ly"]), int(ops["Lx"]))
                 dtype = "int16"
-                frame_rate = ops.get("fs")
+                try:
+                    frame_rate = float(ops.get("fs"))
+                except (TypeError, ValueError):
+                    frame_rate = None  # no usable rate in ops: leave it unknown
         if shape is None or dtype is None:
             msg = (
                 f"Raw binary file '{path}' has no header: pass shape=(T, H, W) and dtype=..., "
@@ -152,8 +155,8 @@ class RawReader(Reader):
             )
         check_frames(shape, ax, where=where)
         meta = {"source": path, "format": self.name, "files": [path], "axes": ax}
-        if frame_rate is not None and np.isfinite(float(frame_rate)) and float(frame_rate) > 0:
-            meta["frame_rate"] = float(frame_rate)
+        if frame_rate is not None and np.isfinite(frame_rate) and frame_rate > 0:
+            meta["frame_rate"] = frame_rate
         return RawFrames(
             path=path,
             stamp=stamp,
