@@ -721,15 +721,20 @@ class OFOptions(_StrictModel):
     update_initialization_w: bool = Field(
         default=True,
         description=(
-            "Initialise each batch with the mean flow of the previous one (False = zero "
-            "initialisation)."
+            "Start each frame t from the mean coarse flow of the frames before it (those at "
+            "positions divisible by 4 among t-20..t-1; frame 0 starts from zero flow), so that "
+            "the result does not depend on buffer_size or the run mode (pyflowreg carries the "
+            "mean flow of the previous batch instead). False = every frame starts from zero."
         ),
     )
     # ---- reference -------------------------------------------------------------------------------
     update_reference: bool = Field(
         default=False,
         description=(
-            "Re-estimate the pre-processed reference from the registered frames after every batch."
+            "Re-estimate the pre-processed reference from the registered frames after every batch "
+            "(time chunk). The chunks then run one after another, and the result depends on "
+            "buffer_size (as in pyflowreg); every other option gives the same result whatever "
+            "buffer_size, run mode or worker count."
         ),
     )
     reference_frames: list[int] | Path | str | NDArray = Field(
@@ -746,7 +751,11 @@ class OFOptions(_StrictModel):
     )
     buffer_size: int = Field(
         default=400,
-        description="Frames (after binning) per batch / time chunk; >= 1.",
+        description=(
+            "Frames (after binning) per batch / time chunk; >= 1. It sets how the work is cut "
+            "into tasks, never the result (except with update_reference). Chunks shorter than "
+            "the registration halo (20 frames plus the temporal filter radius) are merged."
+        ),
     )
     # ---- compute backend -------------------------------------------------------------------------
     flow_backend: FlowBackend = Field(

@@ -32,7 +32,7 @@ from flowreg_dask.kernels.gpu.batched import BatchedFlowEstimator
 from flowreg_dask.kernels.gpu.device import cuda_device_count
 from flowreg_dask.options import OFOptions, RegistrationConfig
 from flowreg_dask.pipeline.api import compensate_arr, config_for_backend
-from flowreg_dask.pipeline.blocks import register_block
+from flowreg_dask.pipeline.blocks import register_span
 from flowreg_dask.pipeline.graph import prepare
 
 BORDER = 6
@@ -521,9 +521,17 @@ def test_missing_gpu_is_reported_before_any_work(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------ pipeline
 
 
-def test_register_block_with_the_numpy_backend_matches_numba():
-    ref, frames, truth, raw, prep = _recording()
+def test_register_span_with_the_numpy_backend_matches_numba():
+    ref, frames, truth, raw, prep = _recording(n_frames=6)
     kw = dict(
+        first=0,
+        start=0,
+        stop=raw.shape[0],
+        n_frames=raw.shape[0],
+        depth_t=0,
+        vmin=prep.vmin,
+        vmax=prep.vmax,
+        sigma=prep.sigma,
         ref_proc=ref,
         ref_raw=prep.ref_raw,
         params=resolve_params(quality_setting="balanced"),
@@ -531,8 +539,8 @@ def test_register_block_with_the_numpy_backend_matches_numba():
         out_dtype=np.float32,
         update_init=True,
     )
-    a = register_block(frames, raw, **kw)
-    b = register_block(frames, raw, backend="numpy", backend_params={"batch_size": 2}, **kw)
+    a = register_span(raw, **kw)
+    b = register_span(raw, backend="numpy", backend_params={"batch_size": 2}, **kw)
     assert set(a) == set(b)
     assert np.all(np.abs(_epe(a["flow"], truth) - _epe(b["flow"], truth)) <= EPE_TOL)
 

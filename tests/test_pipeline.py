@@ -100,16 +100,15 @@ def test_preprocessing_exact_across_chunk_sizes(rec):
     np.testing.assert_allclose(small, large, rtol=0, atol=1e-6)
 
 
-def test_flows_nearly_independent_of_buffer_size(rec):
+def test_flows_independent_of_buffer_size(rec):
     opts_a = _opts(buffer_size=10, quality_setting="quality")
     opts_b = _opts(buffer_size=N, quality_setting="quality")
     ref = rec.reference
     _, wa = compensate_arr(rec.movie, ref, opts_a, config=RegistrationConfig(progress=False))
     _, wb = compensate_arr(rec.movie, ref, opts_b, config=RegistrationConfig(progress=False))
-    # only the initial flow of each chunk differs (previous chunk's halo vs. own first frames)
-    diff = np.linalg.norm(wa - wb, axis=-1)[:, B:-B, B:-B].mean()
-    assert diff < 0.05, diff
-    assert abs(_epe(wa, rec.flow) - _epe(wb, rec.flow)) < 0.02
+    # every frame's initial flow follows a rule in absolute frame positions
+    np.testing.assert_array_equal(wa, wb)
+    assert _epe(wa, rec.flow) < 0.5 * _epe(np.zeros_like(wa), rec.flow)
 
 
 def test_pipeline_epe_matches_engine_frame_by_frame(rec):
@@ -139,22 +138,22 @@ def test_pipeline_epe_matches_engine_frame_by_frame(rec):
 
 def test_lazy_slicing_registers_only_touched_chunks(rec, monkeypatch):
     calls = []
-    real = graph.register_block
+    real = graph.register_span
 
-    def counting(proc, raw, **kw):
-        calls.append(raw.shape[0])
-        return real(proc, raw, **kw)
+    def counting(raw, **kw):
+        calls.append((kw["start"], kw["stop"]))
+        return real(raw, **kw)
 
-    monkeypatch.setattr(graph, "register_block", counting)
-    ds = register(rec.movie, _opts(buffer_size=12), reference=rec.reference)
+    monkeypatch.setattr(graph, "register_span", counting)
+    ds = register(rec.movie, _opts(buffer_size=24), reference=rec.reference)
     assert calls == []  # building the dataset registers nothing
-    sub = ds["corrected"][13:15].compute(scheduler="synchronous")
+    sub = ds["corrected"][30:32].compute(scheduler="synchronous")
     assert sub.shape == (2, H, W, 2)
-    assert calls == [12]  # one chunk of 12 frames
+    assert calls == [(24, 48)]  # only the chunk holding frames 30..31 (chunk 0 gives its halo)
     calls.clear()
     dask_out = ds[["corrected", "flow", "valid"]].isel(t=slice(0, 12))
     dask_out.compute(scheduler="synchronous")
-    assert calls == [12]  # all outputs of a chunk come from one registration
+    assert calls == [(0, 24)]  # all outputs of a chunk come from one registration
 
 
 def test_corrected_dtype_and_clipping(rec):
@@ -197,7 +196,7 @@ def test_update_reference_chain(tmp_path, rec):
 def test_callbacks_and_progress(tmp_path, rec):
     seen, ws, regs = [], [], []
     compensate_recording(
-        _opts(),
+        _opts(buffer_size=24),
         RegistrationConfig(parallelization="threading", progress=False),
         recording=rec.movie,
         output=tmp_path / "cb.zarr",
@@ -205,10 +204,10 @@ def test_callbacks_and_progress(tmp_path, rec):
         w_callback=lambda w, s, e: ws.append((w.shape, s, e)),
         registered_callback=lambda r, s, e: regs.append((r.shape, s, e)),
     )
-    assert seen[-1] == (N, N) and len(seen) == 3
-    assert sorted(x[1:] for x in ws) == [(0, 16), (16, 32), (32, 48)]
-    assert all(shape == (16, H, W, 2) for shape, _, _ in ws)
-    assert all(shape == (16, H, W, 2) for shape, _, _ in regs)
+    assert seen[-1] == (N, N) and len(seen) == 2
+    assert sorted(x[1:] for x in ws) == [(0, 24), (24, 48)]
+    assert all(shape == (24, H, W, 2) for shape, _, _ in ws)
+    assert all(shape == (24, H, W, 2) for shape, _, _ in regs)
 
 
 def test_existing_output_not_overwritten(tmp_path, rec):
@@ -248,14 +247,14 @@ SCRIPT = textwrap.dedent(
 
     out, slow = sys.argv[1], sys.argv[2] == "slow"
     if slow:  # make chunks slow so the parent can kill us mid-run
-        real = blocks.register_block
+        real = blocks.register_span
         def slow_block(*a, **k):
             time.sleep(0.6)
             return real(*a, **k)
         import flowreg_dask.pipeline.graph as g
-        g.register_block = slow_block
-    rec = synthetic_recording(n_frames=48, height=48, width=56, n_channels=2, seed=3)
-    opts = OFOptions(quality_setting="fast", buffer_size=8, reference_frames=list(range(12)),
+        g.register_span = slow_block
+    rec = synthetic_recording(n_frames=96, height=48, width=56, n_channels=2, seed=3)
+    opts = OFOptions(quality_setting="fast", buffer_size=20, reference_frames=list(range(12)),
                      iterations=20, save_w=True, save_valid_idx=True)
     if __name__ == "__main__":
         compensate_recording(opts, RegistrationConfig(parallelization="sequential", progress=False),
@@ -282,7 +281,7 @@ def test_resume_after_sigkill_matches_clean_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     n_done = len(list(marker_dir.glob("*.done")))
-    assert 2 <= n_done < 6, n_done
+    assert 2 <= n_done < 4, n_done  # 96 frames in chunks of 20 (the last one merged: 36)
     with pytest.raises(Exception, match="incomplete|missing|rerun"):
         open_result(killed)
     subprocess.run([sys.executable, str(script), str(killed), "fast"], check=True, env=env)

@@ -22,7 +22,17 @@ from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, RegistrationConfig
 from ..store.zarr_store import CorrectedStore
 from .blocks import STAT_NAMES
-from .graph import Prepared, chunk_writes, prepare, registration_blocks, split_outputs
+from .graph import (
+    Prepared,
+    bounds_from_chunks,
+    chunk_layout,
+    chunk_writes,
+    halo_depth,
+    prepare,
+    registration_blocks,
+    split_outputs,
+    written_chunks,
+)
 from .progress import FrameProgress
 from .reference import check_reference_shape, resolve_reference
 from .run import Runner, runner
@@ -56,14 +66,19 @@ def chunk_frames(shape: tuple[int, ...], dtype, out_dtype, buffer_size: int, bud
     # normalised, smoothed and halo-joined float32 copies, corrected frames and their transposed
     # copy for the store, flows (float32 u, v) and their transposed copy, valid masks
     per_px = c * (2 * np.dtype(dtype).itemsize + 12 + 2 * np.dtype(out_dtype).itemsize) + 18
-    return int(max(8, min(buffer_size, budget // (h * w * per_px))))
+    return int(max(1, min(buffer_size, budget // (h * w * per_px))))
 
 
 def _as_recording(
     source: Any, options: OFOptions, config: RegistrationConfig | None = None
 ) -> xr.DataArray:
-    """A (t, y, x, c) dask-backed DataArray in time chunks of ``buffer_size`` frames (fewer when
-    the frames are so large that a chunk would exceed ``config.chunk_memory``)."""
+    """A (t, y, x, c) dask-backed DataArray in the time chunks the registration runs in.
+
+    Chunks are ``buffer_size`` frames, fewer when the frames are so large that a chunk would
+    exceed ``config.chunk_memory``, and never shorter than the registration halo
+    (:func:`~flowreg_dask.pipeline.graph.chunk_layout`). The layout changes how the work is cut
+    into tasks, never the result.
+    """
     budget = (config or RegistrationConfig()).chunk_memory
     if isinstance(source, xr.DataArray) and tuple(source.dims) == DIMS:
         rec = source
@@ -81,6 +96,14 @@ def _as_recording(
             from ..io import open_recording
 
             rec = open_recording(source, buffer_size=size, bin_size=options.bin_size)
+    depth = halo_depth(
+        sigma=options.sigma,
+        n_channels=rec.shape[-1],
+        update_init=options.update_initialization_w,
+    )
+    layout = chunk_layout(tuple(rec.data.chunks[0]), depth)
+    if layout != tuple(rec.data.chunks[0]):
+        rec = rec.chunk({"t": layout})
     return rec
 
 
@@ -281,25 +304,23 @@ def _output_paths(options: OFOptions, output: Any) -> tuple[Path, Path | None]:
     return target.with_suffix(".zarr"), target
 
 
-def _chunk_bounds(chunks_t: tuple[int, ...]) -> list[tuple[int, int]]:
-    bounds, start = [], 0
-    for n in chunks_t:
-        bounds.append((start, start + n))
-        start += n
-    return bounds
-
-
 class _LocalCounter(dask.callbacks.Callback):
-    """Calls ``on_key(key, result)`` for every finished task (local schedulers, main process)."""
+    """Calls ``on_chunk(index, n_frames)`` for every chunk a write task reports (local
+    schedulers; task results come back to this process)."""
 
-    def __init__(self, on_key: Callable[[Any, Any], None]) -> None:
+    def __init__(self, on_chunk: Callable[[int, int], None]) -> None:
         super().__init__()
-        self._on_key = on_key
+        self._on_chunk = on_chunk
         self._lock = threading.Lock()
+        self._seen: set[int] = set()
 
     def _posttask(self, key, result, dsk, state, worker_id):
-        with self._lock:
-            self._on_key(key, result)
+        for done in written_chunks(result):
+            with self._lock:
+                if done.index in self._seen:
+                    continue
+                self._seen.add(done.index)
+            self._on_chunk(done.index, done.n_frames)
 
 
 def _read_chunk(store: CorrectedStore, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -371,7 +392,7 @@ def compensate_recording(
     out_path, export_target = _output_paths(options, output)
     rec = _as_recording(source, options, config)
     n_frames, h, w, c = rec.shape
-    bounds = _chunk_bounds(rec.data.chunks[0])
+    bounds = bounds_from_chunks(rec.data.chunks[0])
     store = CorrectedStore.create(
         out_path,
         n_frames=n_frames,
@@ -463,48 +484,41 @@ def _load_or_build_reference(store, rec, options, reference, run) -> np.ndarray:
 
 
 def _run_writes(writes: da.Array, todo: list[int], run: Runner, on_chunk) -> None:
-    """Compute the write tasks of the chunks in ``todo``, reporting each finished chunk."""
+    """Compute the write tasks of the chunks in ``todo``, reporting each finished chunk.
+
+    Each chunk is its own collection, so no graph optimisation fuses chunks into one task.
+    """
+    parts = [writes.blocks[i] for i in todo]
     if run.mode == "distributed":
         from distributed import as_completed
 
-        futures = run.client.compute([writes.blocks[i] for i in todo])
-        index = {fut.key: i for fut, i in zip(futures, todo, strict=True)}
-        for fut in as_completed(futures):
-            on_chunk(index[fut.key], int(np.asarray(fut.result())[0]))
+        for fut in as_completed(run.client.compute(parts)):
+            for done in written_chunks(fut.result()):
+                on_chunk(done.index, done.n_frames)
         return
-    selected = writes.blocks[todo]
-    seen: set[int] = set()
-
-    def on_key(key, result) -> None:
-        if not isinstance(key, tuple):
-            return
-        if key[0] == writes.name:
-            i = int(key[1])
-        elif key[0] == selected.name:
-            i = todo[int(key[1])]
-        else:
-            return
-        if i not in seen:
-            seen.add(i)
-            on_chunk(i, int(np.asarray(result)[0]))
-
-    with _LocalCounter(on_key):
-        dask.compute(selected, **run.compute_kwargs())
+    with _LocalCounter(on_chunk):
+        dask.compute(*parts, **run.compute_kwargs())
 
 
 def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chunk) -> None:
     """``update_reference=True``: chunks run in order, each against the reference updated from
     the previous chunk (mean of its last <= 100 pre-processed frames warped by their flows).
 
-    This is a sequential chain by construction; the reference state after each chunk is saved in
-    the store's work folder, so a killed run resumes from the first missing chunk.
+    This is a sequential chain by construction, so its result depends on the chunk layout
+    (``buffer_size``), as in the reference implementation. The reference state after each chunk
+    is saved in the store's work folder, so a killed run resumes from the first missing chunk.
     """
     from ..core.warp import warp
-    from .blocks import register_block
-    from .graph import INIT_HALO, preprocessed
+    from ..preprocess.filters import temporal_depth
+    from .blocks import preprocess_block
+    from .graph import register_chunk
 
     state_dir = Path(store.work_path) / ".flowreg"
-    proc_all = preprocessed(rec.data, prep)
+    n_frames = rec.shape[0]
+    before, after = halo_depth(
+        sigma=prep.sigma, n_channels=rec.shape[-1], update_init=prep.update_init
+    )
+    depth_t = temporal_depth(prep.sigma, rec.shape[-1])
     ref_proc = prep.ref_proc
     for i, (start, stop) in enumerate(bounds):
         state = state_dir / f"reference_after_{i}.npy"
@@ -512,19 +526,11 @@ def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chun
             if state.exists():
                 ref_proc = np.load(state)
             continue
-        lo = max(0, start - INIT_HALO) if prep.update_init else start
-        proc, raw = run.compute(proc_all[lo:stop], rec.data[start:stop])
-        out = register_block(
-            np.asarray(proc),
-            np.asarray(raw),
-            ref_proc=ref_proc,
-            ref_raw=prep.ref_raw,
-            params=prep.params,
-            interpolation=prep.interpolation,
-            out_dtype=prep.out_dtype,
-            update_init=prep.update_init,
-            backend=prep.backend,
-            backend_params=prep.backend_params,
+        lo, hi = max(0, start - before), min(n_frames, stop + after)
+        (raw,) = run.compute(rec.data[lo:hi])
+        raw = np.asarray(raw)
+        out = register_chunk(
+            raw, prep=prep, first=lo, start=start, stop=stop, n_frames=n_frames, ref_proc=ref_proc
         )
         store.write_chunk(
             i,
@@ -533,10 +539,13 @@ def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chun
             valid=out["valid"],
             stats={k: out[k] for k in STAT_NAMES},
         )
-        last = slice(max(0, stop - start - 100), stop - start)
-        chunk_proc = np.asarray(proc)[-(stop - start) :]
+        last = max(start, stop - 100)
+        a = max(lo, last - depth_t)
+        proc = preprocess_block(
+            raw[a - lo :], vmin=prep.vmin, vmax=prep.vmax, sigma=prep.sigma, temporal=depth_t > 0
+        )[last - a : stop - a]
         ref_proc = warp(
-            chunk_proc[last], out["flow"][last], fill=ref_proc, interpolation=prep.interpolation
+            proc, out["flow"][last - start :], fill=ref_proc, interpolation=prep.interpolation
         ).mean(axis=0)
         tmp = state.with_suffix(".tmp.npy")
         np.save(tmp, ref_proc)

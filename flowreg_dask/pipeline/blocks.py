@@ -1,13 +1,22 @@
-"""Per-chunk work executed by the dask tasks (numpy in, numpy out; no dask here).
+"""Per-span work executed by the dask tasks (numpy in, numpy out; no dask here).
 
-``preprocess_block`` normalises and smooths a chunk (with its temporal halo);
-``register_block`` estimates the flows of a chunk (using its leading halo for the initial flow),
-warps the raw frames and computes valid masks and per-frame statistics.
+A *span* is a run of consecutive frames of the recording (a time chunk) together with the halo
+frames around it that the chunk's results depend on. :func:`register_span` turns the raw frames
+of a span into corrected frames, flows, valid masks and per-frame statistics. Every result of
+frame ``t`` depends only on the recording, the options and ``t`` itself, never on where the span
+starts or ends, so any chunking of the recording gives the same output:
+
+* the pre-filter sees ``temporal_depth`` true neighbouring frames on each side (reflection only at
+  the recording's ends);
+* the initial flow of frame ``t`` (``update_initialization_w``) is the mean of the coarse flows of
+  the frames ``s`` with ``s % INIT_STRIDE == 0`` and ``t - INIT_WINDOW <= s < t``: a rule in
+  absolute frame positions (frame 0 starts from zero flow).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -15,12 +24,27 @@ from ..core.params import FlowParams
 from ..core.solver import FlowEstimator, make_estimator
 from ..core.warp import cast_like, interpolation_order
 from ..kernels.cpu import warp as _kwarp
+from ..kernels.cpu.resample import resize
 from ..preprocess.filters import smooth_frames
 
 STAT_NAMES = ("mean_disp", "max_disp", "mean_div", "mean_translation")
-FIRST_CHUNK_INIT_FRAMES = 22
-INIT_STRIDE = 4  # every 4th halo frame is enough for a mean initial flow
-INIT_MIN_LEVEL = 4  # ... at no finer than the balanced preset's resolution
+INIT_WINDOW = 20  # frames before t whose coarse flows initialise frame t
+INIT_STRIDE = 4  # ... of which those at absolute positions s % INIT_STRIDE == 0 take part
+INIT_SIZE = 64  # coarse flows are estimated on frames shrunk to at most this many pixels
+INIT_MIN_SIZE = 16  # ... but never below this on the shorter side
+_SUB_BATCH = 32  # frames per call of a batched (GPU) backend
+
+
+def init_halo(update_init: bool) -> int:
+    """Frames before a span that its initial flows need (0 when initialisation is off)."""
+    return INIT_WINDOW if update_init else 0
+
+
+def init_positions(t: int) -> range:
+    """Absolute frame positions whose coarse flows are averaged into the initial flow of ``t``."""
+    first = max(0, t - INIT_WINDOW)
+    first += -first % INIT_STRIDE
+    return range(first, t, INIT_STRIDE)
 
 
 def preprocess_block(
@@ -41,28 +65,162 @@ def frame_statistics(flow: np.ndarray) -> dict[str, np.ndarray]:
     return {name: out[:, k].copy() for k, name in enumerate(STAT_NAMES)}
 
 
-def initial_flow(
+def degenerate_frames(raw: np.ndarray) -> np.ndarray:
+    """(T,) bool: frames without any intensity variation (constant, e.g. all zero).
+
+    Such a frame carries no information about motion; it gets zero flow instead of whatever the
+    data term makes of a reference with structure against a flat image.
+    """
+    flat = raw.reshape(raw.shape[0], -1)
+    return flat.min(axis=1) == flat.max(axis=1)
+
+
+def _init_shape(height: int, width: int) -> tuple[int, int]:
+    scale = min(1.0, INIT_SIZE / max(height, width))
+    scale = max(scale, min(1.0, INIT_MIN_SIZE / min(height, width)))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+class InitialFlows:
+    """Initial flows of frames from the coarse flows of the frames before them.
+
+    The coarse flow of a frame is estimated on the frame and the reference shrunk to at most
+    ``INIT_SIZE`` px (its own coarse-to-fine pyramid, same parameters, no rigid pre-alignment),
+    in full-resolution pixels. An initial flow only has to bring the coarsest pyramid level of
+    the real solve close to the answer, so this costs a few percent of the solve.
+
+    Parameters
+    ----------
+    ref_proc : ndarray
+        (H, W, C) pre-processed reference.
+    params : FlowParams
+        Parameters of the registration.
+    """
+
+    def __init__(self, ref_proc: np.ndarray, params: FlowParams) -> None:
+        h, w, _ = ref_proc.shape
+        self.shape = (h, w)
+        self.small = _init_shape(h, w)
+        coarse = dataclasses.replace(
+            params, min_level=0, cc_initialization=False, gnc_schedule=None
+        )
+        if params.weight is not None and np.ndim(params.weight) >= 2:
+            wmap = np.asarray(params.weight, np.float32)
+            wmap = wmap[:, :, None] if wmap.ndim == 2 else wmap
+            coarse = dataclasses.replace(coarse, weight=resize(wmap, *self.small))
+        self._est = FlowEstimator(resize(np.asarray(ref_proc, np.float32), *self.small), coarse)
+        self._scale = np.array([w / self.small[1], h / self.small[0]], np.float32)
+
+    def coarse_flow(self, frame_proc: np.ndarray) -> np.ndarray:
+        """(h, w, 2) coarse flow of one pre-processed (H, W, C) frame, full-resolution pixels."""
+        small = resize(np.ascontiguousarray(frame_proc, np.float32), *self.small)
+        return self._est.flow(small) * self._scale
+
+    def upsample(self, coarse: np.ndarray) -> np.ndarray:
+        """(H, W, 2) full-resolution initial flow from an (h, w, 2) coarse one."""
+        return resize(np.ascontiguousarray(coarse), *self.shape, antialias=False)
+
+
+def _init_groups(start: int, stop: int) -> list[tuple[int, int]]:
+    """Runs [a, b) of frames in [start, stop) that share their initial flow."""
+    groups, a = [], start
+    while a < stop:
+        b = a + 1
+        while b < stop and init_positions(b) == init_positions(a):
+            b += 1
+        groups.append((a, b))
+        a = b
+    return groups
+
+
+def span_flows(
+    proc: np.ndarray,
+    *,
+    first: int,
+    start: int,
     ref_proc: np.ndarray,
     params: FlowParams,
-    halo: np.ndarray,
-    chunk: np.ndarray,
     update_init: bool,
-) -> np.ndarray | None:
-    """Initial flow of a chunk: the mean flow of its leading halo frames (the previous chunk's
-    last frames) or, for the first chunk, of its own first frames; None when disabled.
+    skip: np.ndarray | None = None,
+    backend: str = "numba",
+    backend_params: dict | None = None,
+) -> np.ndarray:
+    """Flows of frames ``start .. first + len(proc)`` of the recording.
 
-    Only every ``INIT_STRIDE``-th of those frames is registered, at no finer than pyramid level
-    ``INIT_MIN_LEVEL``: an initial flow only has to be close, and this keeps the cost of the
-    chunk-independent initialisation to a few percent of the chunk's own work.
+    Parameters
+    ----------
+    proc : ndarray
+        (L + T, H, W, C) pre-processed frames ``first .. start + T`` of the recording: ``L =
+        start - first`` leading halo frames (those the initial flows need), then the T frames.
+    first, start : int
+        Absolute index of ``proc[0]`` and of the first frame to register.
+    ref_proc : ndarray
+        (H, W, C) pre-processed reference.
+    update_init : bool
+        Initialise each frame from the coarse flows of the frames before it (the rule in the
+        module docstring); False: every frame starts from zero flow.
+    skip : ndarray of bool, optional
+        (L + T,) degenerate frames: zero flow, never solved, zero coarse flow.
+    backend, backend_params
+        Flow backend of the registration (:func:`flowreg_dask.core.solver.make_estimator`); the
+        coarse initial flows are always estimated with numba.
+
+    Returns
+    -------
+    ndarray
+        (T, H, W, 2) float32 flows.
     """
+    stop = first + proc.shape[0]
+    skip = np.zeros(proc.shape[0], bool) if skip is None else np.asarray(skip, bool)
+    estimator = make_estimator(ref_proc, params, backend, **(backend_params or {}))
+    flows = np.zeros((stop - start,) + proc.shape[1:3] + (2,), np.float32)
     if not update_init:
-        return None
-    frames = halo if halo.shape[0] > 0 else chunk[:FIRST_CHUNK_INIT_FRAMES]
-    if frames.shape[0] == 0:
-        return None
-    frames = frames[::-1][::INIT_STRIDE][::-1]
-    coarse = dataclasses.replace(params, min_level=max(params.min_level, INIT_MIN_LEVEL))
-    return FlowEstimator(ref_proc, coarse).flows(frames).mean(axis=0)
+        rows = np.flatnonzero(~skip[start - first :])
+        if rows.size:
+            flows[rows] = estimator.flows(proc[start - first + rows])
+        return flows
+    init = InitialFlows(ref_proc, params)
+
+    @functools.cache
+    def coarse(s: int) -> np.ndarray:
+        if skip[s - first]:
+            return np.zeros(init.small + (2,), np.float32)
+        return init.coarse_flow(proc[s - first])
+
+    def guess(t: int) -> np.ndarray | None:
+        positions = init_positions(t)
+        if not positions:
+            return None
+        return init.upsample(np.mean([coarse(s) for s in positions], axis=0))
+
+    # numba solves frame by frame: one call per run of frames sharing an initial flow; the
+    # batched backends get batches of frames with one initial flow each
+    batch = 1 if backend == "numba" else _SUB_BATCH
+    pending: list[tuple[list[int], np.ndarray | None]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        frames = [t for ts, _ in pending for t in ts]
+        rows = np.asarray(frames) - start
+        if batch == 1:  # one run of frames sharing one initial flow (or none)
+            flows[rows] = estimator.flows(proc[np.asarray(frames) - first], pending[0][1])
+        else:
+            hw2 = proc.shape[1:3] + (2,)
+            stacked = np.stack(
+                [np.zeros(hw2, np.float32) if g is None else g for ts, g in pending for _ in ts]
+            )
+            flows[rows] = estimator.flows(proc[np.asarray(frames) - first], stacked)
+        pending.clear()
+
+    for a, b in _init_groups(start, stop):
+        todo = [t for t in range(a, b) if not skip[t - first]]
+        if todo:
+            pending.append((todo, guess(a)))
+        if sum(len(ts) for ts, _ in pending) >= batch:
+            flush()
+    flush()
+    return flows
 
 
 def warp_frames(
@@ -89,10 +247,17 @@ def warp_frames(
     return out, valid.astype(bool)
 
 
-def register_block(
-    proc: np.ndarray,
+def register_span(
     raw: np.ndarray,
     *,
+    first: int,
+    start: int,
+    stop: int,
+    n_frames: int,
+    depth_t: int,
+    vmin: np.ndarray,
+    vmax: np.ndarray,
+    sigma,
     ref_proc: np.ndarray,
     ref_raw: np.ndarray,
     params: FlowParams,
@@ -102,34 +267,63 @@ def register_block(
     backend: str = "numba",
     backend_params: dict | None = None,
 ) -> dict[str, np.ndarray]:
-    """Register one chunk.
+    """Register frames ``start .. stop`` of a recording of ``n_frames`` frames.
 
     Parameters
     ----------
-    proc : ndarray
-        Pre-processed frames (L + T, H, W, C) float32: an optional leading halo of L frames (the
-        previous chunk's last frames) followed by the chunk's T frames.
     raw : ndarray
-        The chunk's raw frames (T, H, W, C).
+        Raw frames ``first .. first + len(raw)`` (T', H, W, C): the frames to register with the
+        halos they need, at least ``init_halo(update_init) + depth_t`` frames before ``start``
+        and ``depth_t`` after ``stop - 1`` (fewer only at the recording's ends).
+    first, start, stop : int
+        Absolute index of ``raw[0]``, first frame to register, one past the last.
+    n_frames : int
+        Length of the recording (its ends are where the temporal filter reflects).
+    depth_t : int
+        Radius of the temporal pre-filter in frames (0: spatial filtering only).
+    vmin, vmax, sigma
+        Normalisation range (the raw reference's) and Gaussian sigmas of the pre-filter.
     ref_proc, ref_raw : ndarray
         Pre-processed and raw reference (H, W, C).
-    backend, backend_params
-        Flow backend of the chunk's frames (:func:`flowreg_dask.core.solver.make_estimator`:
-        ``"numba"``, ``"cupy"`` or ``"numpy"``); the coarse initial flow stays on numba.
+    params, interpolation, out_dtype, update_init, backend, backend_params
+        As in the options: flow parameters, final warp, output dtype, initial flows, backend.
 
     Returns
     -------
     dict
         ``corrected`` (T, H, W, C) ``out_dtype``, ``flow`` (T, H, W, 2) float32, ``valid``
-        (T, H, W) bool and the per-frame statistics (T,) float64.
+        (T, H, W) bool and the per-frame statistics (T,) float64, for the T = stop - start frames.
     """
-    n = raw.shape[0]
-    halo = proc[: proc.shape[0] - n]
-    chunk = proc[proc.shape[0] - n :]
-    init = initial_flow(ref_proc, params, halo, chunk, update_init)
-    estimator = make_estimator(ref_proc, params, backend, **(backend_params or {}))
-    flows = estimator.flows(chunk, init)
-    corrected, valid = warp_frames(raw, flows, ref_raw, interpolation, out_dtype)
+    last = first + raw.shape[0]
+    need_lo = max(0, start - init_halo(update_init) - depth_t)
+    need_hi = min(n_frames, stop + depth_t)
+    if first > need_lo or last < need_hi:
+        raise ValueError(
+            f"register_span: frames {first}..{last - 1} given, {need_lo}..{need_hi - 1} needed"
+        )
+    # pre-process from the first frame the initial flows need; the temporal filter is exact for
+    # every frame that has depth_t true neighbours in ``raw`` or sits at the recording's ends
+    lo = max(0, start - init_halo(update_init))
+    proc = preprocess_block(
+        raw[need_lo - first : need_hi - first],
+        vmin=vmin,
+        vmax=vmax,
+        sigma=sigma,
+        temporal=depth_t > 0,
+    )[lo - need_lo : stop - need_lo]
+    core = raw[start - first : stop - first]
+    flows = span_flows(
+        proc,
+        first=lo,
+        start=start,
+        ref_proc=ref_proc,
+        params=params,
+        update_init=update_init,
+        skip=degenerate_frames(raw[lo - first : stop - first]),
+        backend=backend,
+        backend_params=backend_params,
+    )
+    corrected, valid = warp_frames(core, flows, ref_raw, interpolation, out_dtype)
     out = {"corrected": corrected, "flow": flows, "valid": valid}
     out.update(frame_statistics(flows))
     return out

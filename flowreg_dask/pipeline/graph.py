@@ -1,6 +1,16 @@
-"""The dask graph of a registration: one independent task per time chunk (read its frames and
-halos, pre-process, register, warp), whose outputs (corrected frames, flows, valid masks,
-statistics) are split lazily, so a frame's flow is computed once however many outputs are used."""
+"""The dask graph of a registration: a ``map_overlap`` over time on the recording's dask array.
+
+Each time chunk of the recording is registered by one task that receives the chunk's raw frames
+plus a halo of neighbouring frames from the chunks beside it (``boundary="none"``: no halo beyond
+the recording's ends) and runs :func:`~flowreg_dask.pipeline.blocks.register_span`. The halo
+covers what a frame's results depend on (the temporal pre-filter and the frames whose coarse
+flows initialise it), so every frame is registered exactly as it would be in any other chunking.
+Only the halo frames travel between tasks; no task computes anything itself.
+
+The outputs of a task (corrected frames, flows, valid masks, statistics) are split lazily
+(:func:`split_outputs`), so a frame's flow is computed once however many outputs are used. With a
+store (:func:`chunk_writes`) the task writes its chunk and returns only a frame count.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +19,27 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+from dask.array.overlap import ensure_minimum_chunksize
 
 from ..core.params import FlowParams
 from ..preprocess.filters import smooth_image, temporal_depth
 from ..preprocess.normalize import intensity_range, normalize
-from .blocks import STAT_NAMES, preprocess_block, register_block
+from .blocks import STAT_NAMES, init_halo, preprocess_block, register_span
 
-INIT_HALO = 20  # frames of the previous chunk whose mean flow initialises a chunk
+
+@dataclasses.dataclass(frozen=True)
+class ChunkWritten:
+    """What a write task returns (inside a one-element object array): its chunk and frames."""
+
+    index: int
+    n_frames: int
+
+
+def written_chunks(result: Any) -> list[ChunkWritten]:
+    """The :class:`ChunkWritten` records in a task result (empty for any other result)."""
+    if isinstance(result, np.ndarray) and result.dtype == object:
+        return [r for r in result.ravel() if isinstance(r, ChunkWritten)]
+    return []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +89,34 @@ def prepare(
     )
 
 
+def halo_depth(*, sigma, n_channels: int, update_init: bool) -> tuple[int, int]:
+    """Frames (before, after) a chunk needs from its neighbours: the temporal filter's radius on
+    both sides, plus before it the frames whose coarse flows initialise its first frames."""
+    depth_t = temporal_depth(sigma, n_channels)
+    return init_halo(update_init) + depth_t, depth_t
+
+
+def chunk_layout(chunks_t: tuple[int, ...], depth: tuple[int, int]) -> tuple[int, ...]:
+    """The time chunks a registration runs in: ``chunks_t``, with chunks shorter than the halo
+    merged into their neighbours (a halo comes from the adjacent chunk only). Results do not
+    depend on the layout; it only sets how much work and memory one task takes."""
+    need = max(depth)
+    if len(chunks_t) == 1 or need == 0 or min(chunks_t) >= need:
+        return tuple(chunks_t)
+    if sum(chunks_t) <= need:
+        return (sum(chunks_t),)
+    return tuple(ensure_minimum_chunksize(need, tuple(chunks_t)))
+
+
+def bounds_from_chunks(chunks_t: tuple[int, ...]) -> list[tuple[int, int]]:
+    """[(start, stop), ...] of consecutive chunk lengths."""
+    bounds, start = [], 0
+    for n in chunks_t:
+        bounds.append((start, start + n))
+        start += n
+    return bounds
+
+
 def preprocessed(data: da.Array, prep: Prepared) -> da.Array:
     """Lazily pre-processed frames (float32), exact across chunk borders (temporal halo)."""
     depth_t = temporal_depth(prep.sigma, data.shape[-1])
@@ -84,11 +136,29 @@ def preprocessed(data: da.Array, prep: Prepared) -> da.Array:
     )
 
 
-def _register_task(proc: np.ndarray, raw: np.ndarray, prep: Prepared) -> dict:
-    return register_block(
-        proc,
+def register_chunk(
+    raw: np.ndarray,
+    *,
+    prep: Prepared,
+    first: int,
+    start: int,
+    stop: int,
+    n_frames: int,
+    ref_proc: np.ndarray | None = None,
+) -> dict:
+    """:func:`register_span` with the prepared reference and options (``ref_proc`` overrides the
+    pre-processed reference, for ``update_reference``)."""
+    return register_span(
         raw,
-        ref_proc=prep.ref_proc,
+        first=first,
+        start=start,
+        stop=stop,
+        n_frames=n_frames,
+        depth_t=temporal_depth(prep.sigma, raw.shape[-1]),
+        vmin=prep.vmin,
+        vmax=prep.vmax,
+        sigma=prep.sigma,
+        ref_proc=prep.ref_proc if ref_proc is None else ref_proc,
         ref_raw=prep.ref_raw,
         params=prep.params,
         interpolation=prep.interpolation,
@@ -99,106 +169,89 @@ def _register_task(proc: np.ndarray, raw: np.ndarray, prep: Prepared) -> dict:
     )
 
 
-class _Source:
-    """Picklable handle on the recording's dask array, for tasks that read their own frames.
-
-    A chunk task reads exactly the raw frames it needs (its chunk plus halos) with a small,
-    synchronous compute inside the task, so no large intermediate ever travels between tasks:
-    with the process-pool and distributed schedulers only the corrected outputs leave a worker.
-    """
-
-    def __init__(self, array: da.Array) -> None:
-        self.array = array
-
-    def __dask_tokenize__(self):
-        return ("flowreg-source", self.array.name)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self.array[start:stop].compute(scheduler="synchronous"))
-
-
-def _chunk_task(
+def _overlap_task(
+    block: np.ndarray,
     *,
     block_id: tuple[int, ...],
-    source: _Source,
     bounds: tuple[tuple[int, int], ...],
+    before: int,
     prep: Prepared,
-    halo: int,
-    depth_t: int,
-) -> dict:
-    """Read, pre-process and register time chunk ``block_id[0]``.
-
-    The chunk's initial flow comes from the ``halo`` frames before it; the temporal filter sees
-    ``depth_t`` true neighbouring frames on each side, so the pre-processed frames equal those of
-    the whole recording filtered at once (reflection only at the recording's ends).
-    """
-    start, stop = bounds[block_id[0]]
-    first = max(0, start - halo)
-    lo = max(0, first - depth_t)
-    hi = min(source.array.shape[0], stop + depth_t)
-    raw = source.read(lo, hi)
-    proc = preprocess_block(
-        raw, vmin=prep.vmin, vmax=prep.vmax, sigma=prep.sigma, temporal=depth_t > 0
+    store=None,
+) -> Any:
+    """Register time chunk ``block_id[0]`` from its map_overlap block (chunk plus halos)."""
+    i = block_id[0]
+    start, stop = bounds[i]
+    first = start - before if i > 0 else 0
+    out = register_chunk(
+        block, prep=prep, first=first, start=start, stop=stop, n_frames=bounds[-1][1]
     )
-    return _register_task(proc[first - lo : stop - lo], raw[start - lo : stop - lo], prep)
-
-
-def _chunk_kwargs(data: da.Array, prep: Prepared) -> dict:
-    """The keyword arguments of :func:`_chunk_task` (besides ``block_id``)."""
-    chunks_t = data.chunks[0]
-    bounds, start = [], 0
-    for n in chunks_t:
-        bounds.append((start, start + n))
-        start += n
-    return {
-        "source": _Source(data),
-        "bounds": tuple(bounds),
-        "prep": prep,
-        "halo": INIT_HALO if prep.update_init and len(chunks_t) > 1 else 0,
-        "depth_t": temporal_depth(prep.sigma, data.shape[-1]),
-    }
-
-
-def registration_blocks(data: da.Array, prep: Prepared) -> da.Array:
-    """A 1-D dask array over ``t`` whose blocks are dicts of the chunk's outputs.
-
-    One independent task per time chunk (it reads its own frames and halos). The tasks have no
-    inputs in the graph, so a distributed scheduler spreads them over all workers (a tiny input
-    task would pin every chunk to the worker that happened to hold it). Only use the result
-    through :func:`split_outputs` or a ``map_blocks`` that reads the dicts.
-    """
-    return da.map_blocks(
-        _chunk_task,
-        chunks=(data.chunks[0],),
-        meta=np.empty((0,), dtype=object),
-        **_chunk_kwargs(data, prep),
-    )
-
-
-def _write_task(*, block_id: tuple[int, ...], store, **kwargs) -> np.ndarray:
-    out = _chunk_task(block_id=block_id, **kwargs)
+    if store is None:
+        return out
     store.write_chunk(
-        block_id[0],
+        i,
         corrected=out["corrected"],
         flow=out["flow"],
         valid=out["valid"],
         stats={k: out[k] for k in STAT_NAMES},
     )
-    return np.array([out["corrected"].shape[0]], np.int64)
+    done = np.empty(1, object)
+    done[0] = ChunkWritten(i, stop - start)
+    return done
+
+
+def _map_chunks(data: da.Array, prep: Prepared, *, store, chunks, meta) -> da.Array:
+    before, after = halo_depth(
+        sigma=prep.sigma, n_channels=data.shape[-1], update_init=prep.update_init
+    )
+    chunks_t = data.chunks[0]
+    if chunk_layout(chunks_t, (before, after)) != tuple(chunks_t):
+        raise ValueError(
+            f"registration: time chunks {chunks_t} are shorter than the halo of "
+            f"{max(before, after)} frames; rechunk with chunk_layout() first"
+        )
+    if len(chunks_t) == 1:
+        before = after = 0  # one chunk: the recording's ends are the only borders
+    depth = {0: (before, after) if before != after else before, 1: 0, 2: 0, 3: 0}
+    return da.map_overlap(
+        _overlap_task,
+        data,
+        depth=depth,
+        boundary="none",
+        trim=False,
+        allow_rechunk=False,
+        drop_axis=[1, 2, 3],
+        chunks=chunks,
+        meta=meta,
+        bounds=tuple(bounds_from_chunks(chunks_t)),
+        before=before,
+        prep=prep,
+        store=store,
+    )
+
+
+def registration_blocks(data: da.Array, prep: Prepared) -> da.Array:
+    """A 1-D dask array over ``t`` whose blocks are dicts of the chunk's outputs.
+
+    Only use the result through :func:`split_outputs` or a ``map_blocks`` that reads the dicts.
+    """
+    return _map_chunks(
+        data, prep, store=None, chunks=(data.chunks[0],), meta=np.empty((0,), dtype=object)
+    )
 
 
 def chunk_writes(data: da.Array, prep: Prepared, store) -> da.Array:
     """One task per time chunk that registers it and writes it to ``store`` (a
-    :class:`~flowreg_dask.store.zarr_store.CorrectedStore`); each returns its frame count.
+    :class:`~flowreg_dask.store.zarr_store.CorrectedStore`); each returns a one-element object
+    array holding a :class:`ChunkWritten`.
 
-    Registration and writing share a task, so only a frame count leaves the worker.
+    Registration and writing share a task, so only that record leaves the worker.
     """
-    return da.map_blocks(
-        _write_task,
-        chunks=((1,) * len(data.chunks[0]),),
-        dtype=np.int64,
+    return _map_chunks(
+        data,
+        prep,
         store=store,
-        **_chunk_kwargs(data, prep),
+        chunks=((1,) * len(data.chunks[0]),),
+        meta=np.empty((0,), dtype=object),
     )
 
 

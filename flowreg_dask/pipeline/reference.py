@@ -86,13 +86,10 @@ def resolve_reference(
     channel_normalization: str,
     interpolation: str,
     runner=None,
-    chunk: int | None = None,
 ) -> np.ndarray:
     """The raw reference (H, W, C) float32 for ``recording`` (an xarray t, y, x, c DataArray).
 
     ``source`` is an array, an image path, or frame indices to pre-register (method spec §2.2).
-    ``chunk`` is the number of frames a worker pre-registers at a time (default: the recording's
-    time chunk length, which the pipeline has already fitted to its memory budget).
     """
     n_frames, height, width, n_channels = recording.shape
     if isinstance(source, (str, Path)):
@@ -113,28 +110,31 @@ def resolve_reference(
         channel_normalization=channel_normalization,
         interpolation=interpolation,
         runner=runner,
-        chunk=chunk or int(recording.data.chunks[0][0]),
     )
 
 
-def _prereg_block(source, indices, a: int, b: int, depth: int, sig) -> tuple:
-    """Raw and smoothed frames of positions [a, b) of ``indices`` (the temporal filter sees
-    ``depth`` neighbouring reference frames on each side, as if all were filtered at once)."""
-    from ..preprocess.filters import smooth_frames
+PREREG_BLOCK = 16  # reference frames per task: fixed, so the reference depends on nothing else
 
-    lo = max(0, a - depth)
-    hi = min(len(indices), b + depth)
+
+def _sequence_frames(data, indices: list[int], lo: int, hi: int):
+    """Lazy raw frames of positions [lo, hi) of the index sequence (a slice when contiguous, so
+    a file-backed recording reads only those frames)."""
     sel = indices[lo:hi]
     if sel == list(range(sel[0], sel[-1] + 1)):
-        raw = source.read(sel[0], sel[-1] + 1)
-    else:
-        raw = np.asarray(source.array[np.asarray(sel)].compute(scheduler="synchronous"))
+        return data[sel[0] : sel[-1] + 1]
+    return data[np.asarray(sel)]
+
+
+def _smoothed(raw: np.ndarray, offset: int, n: int, sig) -> tuple[np.ndarray, np.ndarray]:
+    """Raw and smoothed frames ``offset .. offset + n`` of a block read with its temporal halo."""
+    from ..preprocess.filters import smooth_frames
+
     smooth = smooth_frames(raw, sig)
-    return raw[a - lo : b - lo], smooth[a - lo : b - lo]
+    return raw[offset : offset + n], smooth[offset : offset + n]
 
 
-def _prereg_pass1(source, indices, a, b, depth, sig, joint: bool) -> tuple:
-    raw, smooth = _prereg_block(source, indices, a, b, depth, sig)
+def _prereg_pass1(raw, offset: int, n: int, sig, joint: bool) -> tuple:
+    raw, smooth = _smoothed(np.asarray(raw), offset, n, sig)
     axes = (0, 1, 2, 3) if joint else (0, 1, 2)
     return (
         smooth.min(axis=axes),
@@ -144,17 +144,33 @@ def _prereg_pass1(source, indices, a, b, depth, sig, joint: bool) -> tuple:
     )
 
 
-def _prereg_pass2(source, indices, a, b, depth, sig, lo, hi, mean_proc, raw_mean, params, interp):
+def _prereg_pass2(raw, offset, n, sig, lo, hi, mean_proc, raw_mean, params, interp):
     from ..core.solver import FlowEstimator
     from ..preprocess.normalize import normalize
-    from .blocks import initial_flow, warp_frames
+    from .blocks import warp_frames
 
-    raw, smooth = _prereg_block(source, indices, a, b, depth, sig)
+    raw, smooth = _smoothed(np.asarray(raw), offset, n, sig)
     proc = normalize(smooth, vmin=lo, vmax=hi)
-    init = initial_flow(mean_proc, params, proc[:0], proc, True)
-    flows = FlowEstimator(mean_proc, params).flows(proc, init)
+    flows = FlowEstimator(mean_proc, params).flows(proc)
     warped, _ = warp_frames(raw, flows, raw_mean, interp, np.float32)
     return warped.sum(axis=0, dtype=np.float64)
+
+
+def _tree(parts: list, combine):
+    """A fixed binary tree of ``combine`` over ``parts`` (dask.delayed): the same order of
+    operations, so the same floating-point result, whatever the scheduler."""
+    import dask
+
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(combine)(parts[k], parts[k + 1]) if k + 1 < len(parts) else parts[k]
+            for k in range(0, len(parts), 2)
+        ]
+    return parts[0]
+
+
+def _combine1(x: tuple, y: tuple) -> tuple:
+    return (np.minimum(x[0], y[0]), np.maximum(x[1], y[1]), x[2] + y[2], x[3] + y[3])
 
 
 def preregistered_reference(
@@ -166,61 +182,55 @@ def preregistered_reference(
     channel_normalization: str,
     interpolation: str,
     runner=None,
-    chunk: int = 50,
 ) -> np.ndarray:
     """Reference from pre-registered frames (method spec §2.2), streamed in two passes.
 
     Pass 1 smooths the frames (sigma + [1, 1, 0.5], exact temporal halo) and reduces them to
     their intensity range and temporal mean; pass 2 smooths them again, registers each frame to
-    the normalised mean with alpha + 2 and sums the raw frames warped by their flows. Each task
-    reads its own block of at most ``chunk`` frames and returns only sums, so memory stays bounded
-    and no frames travel between processes; both passes run in parallel with the run's scheduler.
+    the normalised mean with alpha + 2 (from zero flow) and sums the raw frames warped by their
+    flows. Each task handles a fixed block of ``PREREG_BLOCK`` positions of ``indices`` and
+    returns only sums, reduced in a fixed tree: memory stays bounded, no frames travel between
+    processes, and the reference is the same bit for bit whatever the scheduler, the number of
+    workers or the recording's chunking.
     """
     import dask
 
     from ..core.reference import PREREG_EXTRA_SIGMA, prereg_params
     from ..preprocess.filters import sigma_matrix, temporal_depth
     from ..preprocess.normalize import normalize
-    from .graph import _Source
 
     n_channels = recording.shape[-1]
-    source = _Source(recording.data)
+    data = recording.data
     n = len(indices)
-    # blocks small enough that every worker gets several (balanced load), at most ``chunk``
-    workers = runner.n_workers if runner is not None else 1
-    chunk = max(8, min(chunk, -(-n // (4 * workers))))
-    blocks = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
     sig = sigma_matrix(sigma, n_channels) + PREREG_EXTRA_SIGMA
     depth = temporal_depth(sig, n_channels)
     joint = str(channel_normalization).lower() in ("joint", "together")
+    blocks = []
+    for a in range(0, n, PREREG_BLOCK):
+        b = min(a + PREREG_BLOCK, n)
+        lo, hi = max(0, a - depth), min(n, b + depth)
+        blocks.append((_sequence_frames(data, indices, lo, hi), a - lo, b - a))
     compute = runner.compute if runner is not None else dask.compute
-    first = compute(
-        *[dask.delayed(_prereg_pass1)(source, indices, a, b, depth, sig, joint) for a, b in blocks]
+    (first,) = compute(
+        _tree(
+            [dask.delayed(_prereg_pass1)(x, off, m, sig, joint) for x, off, m in blocks],
+            _combine1,
+        )
     )
-    lo = np.min([f[0] for f in first], axis=0)
-    hi = np.max([f[1] for f in first], axis=0)
-    lo = np.broadcast_to(np.asarray(lo, np.float64), (n_channels,))
-    hi = np.broadcast_to(np.asarray(hi, np.float64), (n_channels,))
-    mean_proc = np.ascontiguousarray(normalize(sum(f[2] for f in first) / n, vmin=lo, vmax=hi))
-    raw_mean = (sum(f[3] for f in first) / n).astype(np.float32)
+    lo = np.broadcast_to(np.asarray(first[0], np.float64), (n_channels,))
+    hi = np.broadcast_to(np.asarray(first[1], np.float64), (n_channels,))
+    mean_proc = np.ascontiguousarray(normalize(first[2] / n, vmin=lo, vmax=hi))
+    raw_mean = (first[3] / n).astype(np.float32)
     pparams = prereg_params(params)
-    sums = compute(
-        *[
-            dask.delayed(_prereg_pass2)(
-                source,
-                indices,
-                a,
-                b,
-                depth,
-                sig,
-                lo,
-                hi,
-                mean_proc,
-                raw_mean,
-                pparams,
-                interpolation,
-            )
-            for a, b in blocks
-        ]
+    (total,) = compute(
+        _tree(
+            [
+                dask.delayed(_prereg_pass2)(
+                    x, off, m, sig, lo, hi, mean_proc, raw_mean, pparams, interpolation
+                )
+                for x, off, m in blocks
+            ],
+            np.add,
+        )
     )
-    return np.ascontiguousarray(sum(sums) / n, dtype=np.float32)
+    return np.ascontiguousarray(total / n, dtype=np.float32)
