@@ -114,9 +114,7 @@ def test_default_sigma_and_no_initialisation_are_invariant_too(recording, tmp_pa
 
 
 def test_lazy_slices_equal_the_file_run(recording, baseline):
-    ds = register(
-        str(recording), _opts(buffer_size=50), config=RegistrationConfig(progress=False)
-    )
+    ds = register(str(recording), _opts(buffer_size=50), config=RegistrationConfig(progress=False))
     np.testing.assert_array_equal(ds["reference"].values, np.moveaxis(baseline["reference"], 0, -1))
     for a, b in ((37, 41), (49, 53), (120, 160)):  # mid-chunk starts, across a chunk border
         with dask.config.set(scheduler="synchronous"):
