@@ -1,6 +1,6 @@
 """Nothing silently lost: readers read every frame of a file or refuse it with a clear error.
 
-Each test writes its input with h5py / scipy / zarr, checks the error class and what
+Each test writes its input with tifffile / h5py / scipy / zarr, checks the error class and what
 the message names (file, frames, candidates, the fix), that the input file is unchanged, and
 for the files that are read, that every frame equals what was written.
 """
@@ -15,11 +15,13 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+import tifffile
 import zarr
 
 from flowreg_dask.errors import InvalidInputError
 from flowreg_dask.io import clear_handle_cache, describe, info, open_recording
 from flowreg_dask.io.hdf5 import unwritten_frames
+from flowreg_dask.io.tiff_ import TiffFrames
 
 H, W = 16, 20
 
@@ -54,6 +56,139 @@ def sha(path) -> str:
 def read_all(path, **kwargs) -> np.ndarray:
     rec = open_recording(path, buffer_size=4, **kwargs)
     return rec.values
+
+
+# ------------------------------------------------------------------------------------------
+# TIFF: several series
+# ------------------------------------------------------------------------------------------
+
+
+def test_tiff_appended_batches_read_in_full(tmp_path, monkeypatch):
+    path = tmp_path / "batches.tif"
+    batches = [frames(n, seed=i) for i, n in enumerate((10, 8, 5))]
+    for batch in batches:  # one series per write call, as acquisition software writes
+        tifffile.imwrite(path, batch, append=True)
+    with tifffile.TiffFile(path) as tif:
+        assert [len(s) for s in tif.series] == [10, 8, 5]  # the layout the bug came from
+    digest = sha(path)
+    expected = np.concatenate(batches)
+
+    page_reads = []
+    original = TiffFrames._read_pages
+
+    def spy(self, tif, pages):
+        page_reads.append(pages.tolist())
+        return original(self, tif, pages)
+
+    monkeypatch.setattr(TiffFrames, "_read_pages", spy)
+    rec = open_recording(path, buffer_size=4)
+    assert page_reads == []  # opening reads no pixels
+    assert rec.shape == (23, H, W, 1)
+    assert rec.attrs["dataset"] == "series 0-2 of 3, joined in time"
+    # a chunk across the border of two batches reads only its own pages
+    np.testing.assert_array_equal(
+        rec[9:11].compute(scheduler="sync").values[..., 0], expected[9:11]
+    )
+    assert page_reads and all(set(p) <= set(range(8, 12)) for p in page_reads)
+    np.testing.assert_array_equal(rec.values[..., 0], expected)
+    assert "series 0-2 of 3" in describe(rec)
+    assert sha(path) == digest
+
+
+def test_tiff_one_page_per_write_call(tmp_path):
+    path = tmp_path / "pages.tif"
+    pages = frames(8, seed=3)
+    for page in pages:  # 8 calls, one 2-D page each: 8 series of one page
+        tifffile.imwrite(path, page, append=True)
+    digest = sha(path)
+    rec = open_recording(path, buffer_size=3)
+    assert rec.shape == (8, H, W, 1)
+    np.testing.assert_array_equal(rec.values[..., 0], pages)
+    np.testing.assert_array_equal(open_recording(path, frames=[6, 1]).values[..., 0], pages[[6, 1]])
+    assert info(path)["dataset"] == "series 0-7 of 8, joined in time"
+    assert sha(path) == digest
+
+
+def test_tiff_appended_multichannel_batches(tmp_path):
+    # (T, H, W, C) batches: tifffile stores them as pages of (W, C), so each frame spans several
+    # pages; the series are joined one after the other
+    path = tmp_path / "mc.tif"
+    batches = [frames(n, c=2, seed=i) for i, n in enumerate((5, 3))]
+    for batch in batches:
+        tifffile.imwrite(path, batch, append=True)
+    digest = sha(path)
+    np.testing.assert_array_equal(read_all(path), np.concatenate(batches))
+    assert sha(path) == digest
+
+
+def test_tiff_incompatible_series_refused_and_series_picks_one(tmp_path):
+    path = tmp_path / "mixed.tif"
+    movie, other = frames(5, seed=1), frames(6, h=8, w=10, seed=2)
+    tifffile.imwrite(path, movie, append=True)
+    tifffile.imwrite(path, other, append=True)
+    digest = sha(path)
+    with pytest.raises(InvalidInputError) as err:
+        open_recording(path)
+    msg = str(err.value)
+    assert "mixed.tif" in msg
+    assert (
+        "series 0: shape (5, 16, 20) uint16" in msg and "series 1: shape (6, 8, 10) uint16" in msg
+    )
+    assert "series=N" in msg and "--series N" in msg
+    np.testing.assert_array_equal(read_all(path, series=1)[..., 0], other)
+    np.testing.assert_array_equal(read_all(path, series=0)[..., 0], movie)
+    assert info(path, series=1)["dataset"] == "series 1 of 2"
+    with pytest.raises(InvalidInputError, match="series=2 does not exist"):
+        open_recording(path, series=2)
+    assert sha(path) == digest
+
+
+def test_tiff_reduced_resolution_thumbnail_is_not_a_frame(tmp_path):
+    path = tmp_path / "thumb.tif"
+    movie = frames(6, seed=4)
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(movie)
+        tw.write(movie[0, ::4, ::4], subfiletype=1)  # NewSubfileType: reduced resolution
+    digest = sha(path)
+    rec = open_recording(path)
+    np.testing.assert_array_equal(rec.values[..., 0], movie)
+    assert "reduced-resolution" in rec.attrs["dataset_reason"]
+    assert sha(path) == digest
+
+
+def test_tiff_pages_appended_without_metadata_are_read(tmp_path):
+    # tifffile metadata on the first batch, then pages from a writer without it: tifffile
+    # logs "invalid shaped series metadata or corrupted file" and groups all pages; they are
+    # all read, not refused as corrupted
+    path = tmp_path / "mixed_writers.tif"
+    first, rest = frames(10, seed=5), frames(13, seed=6)
+    tifffile.imwrite(path, first, append=True)
+    for page in rest:
+        tifffile.imwrite(path, page, append=True, metadata=None)
+    digest = sha(path)
+    np.testing.assert_array_equal(read_all(path)[..., 0], np.concatenate([first, rest]))
+    assert sha(path) == digest
+
+
+def test_tiff_pages_outside_every_series_refused_and_plain_reads_them(tmp_path):
+    # OME metadata describing 10 planes of a file with 23 pages: tifffile's series holds 10
+    movie = frames(23, seed=7)
+    full = tmp_path / "full.ome.tif"
+    tifffile.imwrite(full, movie, ome=True, metadata={"axes": "TYX"})
+    raw = full.read_bytes()
+    raw = raw.replace(b'SizeT="23"', b'SizeT="10"').replace(b'PlaneCount="23"', b'PlaneCount="10"')
+    path = tmp_path / "short_meta.ome.tif"
+    path.write_bytes(raw)
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 23 and len(tif.series[0]) == 10
+    digest = sha(path)
+    with pytest.raises(InvalidInputError) as err:
+        open_recording(path)
+    msg = str(err.value)
+    assert "short_meta.ome.tif" in msg and "23 pages" in msg and "pages 10-22" in msg
+    assert "plain=True" in msg
+    np.testing.assert_array_equal(read_all(path, plain=True)[..., 0], movie)
+    assert sha(path) == digest
 
 
 # ------------------------------------------------------------------------------------------
