@@ -153,3 +153,125 @@ def test_flow_backend_flag_reaches_the_options(tif, tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert "flow_backend='cupy'" in err and "flowreg-dask[gpu]" in err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ reader flags
+def _two_movie_h5(path):
+    """An HDF5 file with a raw (uint16) and a dF/F (float32) movie of 12 frames of 32x36."""
+    import h5py
+
+    from flowreg_dask.datasets import synthetic_recording
+
+    raw = synthetic_recording(n_frames=12, height=32, width=36, n_channels=1, seed=0).movie
+    with h5py.File(path, "w") as f:
+        f["imaging/raw"] = raw[..., 0]
+        f["imaging/dff"] = raw[..., 0].astype(np.float32) / 100.0
+    return raw
+
+
+def test_info_dataset_flag_names_the_choice(tmp_path, capsys):
+    path = tmp_path / "two.h5"
+    _two_movie_h5(path)
+    before = _digest(path)
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "two.h5" in err and "'imaging/dff'" in err and "'imaging/raw'" in err
+    assert "--dataset" in err
+    assert main(["info", str(path), "--dataset", "imaging/raw"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset:      'imaging/raw'  (given with dataset=)" in out
+    assert "12 frames x 32 x 36 px x 1 channel(s)" in out and "uint16" in out
+    # reader flags reach the reader: frames, binning, forced reader
+    args = ["info", str(path), "--dataset", "imaging/dff", "--frames", "2:", "--bin-size", "4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "3 frames x 32 x 36" in out and "float32" in out
+    assert main(["info", str(path), "--input-format", "tiff"]) == 2
+    assert "two.h5" in capsys.readouterr().err
+    assert _digest(path) == before
+
+
+def test_info_series_and_reader_option_flags(tmp_path, capsys):
+    import tifffile
+
+    path = tmp_path / "mixed.tif"
+    tifffile.imwrite(path, np.zeros((5, 32, 36), np.uint16), append=True)
+    tifffile.imwrite(path, np.zeros((6, 8, 8), np.uint16), append=True)
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "series 0: shape (5, 32, 36)" in err and "--series N" in err
+    assert main(["info", str(path), "--series", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset:      series 1 of 2" in out and "6 frames x 8 x 8" in out
+    assert main(["info", str(path), "--reader-option", "series=0"]) == 0
+    assert "5 frames x 32 x 36" in capsys.readouterr().out
+    assert main(["info", str(path), "--reader-option", "level=1"]) == 2
+    assert "level" in capsys.readouterr().err
+    raw = tmp_path / "movie.bin"
+    np.arange(4 * 8 * 10, dtype=np.uint16).tofile(raw)
+    args = ["info", str(raw), "--input-format", "raw", "--reader-option", "shape=[4,8,10]"]
+    assert main([*args, "--reader-option", "dtype=uint16"]) == 0
+    assert "4 frames x 8 x 10 px" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["a:b", "1:2:3:4", ","])
+def test_frames_flag_rejects_garbage(bad):
+    with pytest.raises(SystemExit):
+        main(["info", "x.h5", "--frames", bad])
+
+
+def test_correct_with_reader_flags_bins_once(tmp_path):
+    from flowreg_dask.io import open_recording
+
+    path = tmp_path / "two.h5"
+    raw = _two_movie_h5(path)
+    before = _digest(path)
+    out = tmp_path / "out.zarr"
+    args = [
+        "correct",
+        str(path),
+        "-o",
+        str(out),
+        "--dataset",
+        "imaging/raw",
+        "--frames",
+        "2:10",
+        "--bin-size",
+        "2",
+        "--quality",
+        "fast",
+        "--buffer-size",
+        "8",
+        "--reference-frames",
+        "0:4",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    ds = open_result(out)
+    # frames 2..9 binned by 2 -> 4 frames (binned twice would give 2)
+    assert ds["corrected"].shape == (4, 1, 32, 36)
+    assert ds.attrs["metadata"]["options"]["bin_size"] == 1
+    assert ds.attrs["metadata"]["input"] == str(path)
+    # what the pipeline was given: frames 2..9 of imaging/raw, averaged in pairs
+    read = open_recording(path, dataset="imaging/raw", frames=slice(2, 10), bin_size=2)
+    pairs = raw[2:10].reshape(4, 2, 32, 36, 1).mean(axis=1, dtype=np.float64)
+    np.testing.assert_array_equal(read.values, np.rint(pairs).astype(np.uint16))
+    assert _digest(path) == before
+    # without --dataset the two candidates are refused before anything is written
+    out2 = tmp_path / "out2.zarr"
+    assert main(["correct", str(path), "-o", str(out2), "--no-progress"]) == 2
+    assert not out2.exists()
+
+
+def test_dataset_flag_one_per_channel(tmp_path, capsys):
+    import h5py
+
+    path = tmp_path / "chans.h5"
+    with h5py.File(path, "w") as f:
+        f["green"] = np.zeros((5, 32, 36), np.uint16)
+        f["red"] = np.ones((5, 32, 36), np.uint16)
+    for flags in (["--dataset", "red,green"], ["--dataset", "red", "--dataset", "green"]):
+        assert main(["info", str(path), *flags]) == 0
+        out = capsys.readouterr().out
+        assert "dataset:      'red', 'green'" in out and "x 2 channel(s)" in out
+        assert "channels:     red, green" in out

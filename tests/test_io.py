@@ -342,16 +342,24 @@ def test_hdf5_channel_discovery(tmp_path):
     chans = [movie(seed=i) for i in range(3)]
     path = tmp_path / "c.h5"
     with h5py.File(path, "w") as f:
-        # written out of order, plus distractors
-        f["ch10"] = movie(t=2, seed=9)  # other shape: its own group, smaller
+        # written out of order, plus arrays that are not movies
         f["ch2"] = chans[1]
         f["ch1"] = chans[0]
         f["ch3"] = chans[2]
-        f["mov"] = movie(seed=7)
         f["meta/scale"] = np.arange(3.0)
+        f["mean_image"] = chans[0].mean(axis=0)
+        f["reference"] = movie(t=H, h=W, w=3)  # (H, W, C): an export's reference image
     rec = open_recording(path, buffer_size=5)
     assert_recording(rec, np.stack(chans, axis=-1))
     assert rec.attrs["channel_names"] == ["ch1", "ch2", "ch3"]
+    # another movie-shaped dataset makes the choice ambiguous: refused, not guessed
+    clear_handle_cache()
+    with h5py.File(path, "a") as f:
+        f["ch10"] = movie(t=2, seed=9)
+        f["mov"] = movie(seed=7)
+    with pytest.raises(InvalidInputError) as err:
+        open_recording(path)
+    assert all(f"'{n}'" in str(err.value) for n in ("ch1", "ch3", "ch10", "mov"))
 
 
 def test_hdf5_channel_numbers_sorted_numerically(tmp_path):
@@ -370,20 +378,24 @@ def test_hdf5_mov_4d_and_attrs(tmp_path):
     with h5py.File(path, "w") as f:
         ds = f.create_dataset("mov", data=data, chunks=(1, H, W, 2))
         ds.attrs["frame_rate"] = 7.5
-        f["bigger_but_not_named"] = movie(t=40)
+        f["timestamps"] = np.arange(T) / 7.5
+        f["mean_image"] = data.mean(axis=(0, 3))
     rec = open_recording(path, buffer_size=4)
     assert_recording(rec, data)
     assert rec.attrs["frame_rate"] == pytest.approx(7.5)
 
 
-def test_hdf5_largest_dataset_and_axes(tmp_path):
+def test_hdf5_two_candidates_refused_then_dataset_and_axes(tmp_path):
+    # formerly the largest dataset was read silently; now the choice is the user's
     data = movie()
     path = tmp_path / "x.h5"
     with h5py.File(path, "w") as f:
         f["small"] = movie(t=3)
         f["group/big"] = data.transpose(1, 2, 0)  # stored (H, W, T)
-    assert open_recording(path).shape == (H, W, T, 1)  # default (T, H, W) reading
-    rec = open_recording(path, axes="yxt", buffer_size=5)
+    with pytest.raises(InvalidInputError, match="'group/big'.*'small'"):
+        open_recording(path)
+    assert open_recording(path, dataset="group/big").shape == (H, W, T, 1)  # (T, H, W) default
+    rec = open_recording(path, dataset="group/big", axes="yxt", buffer_size=5)
     assert_recording(rec, data[..., None])
     assert rec.attrs["dataset"] == "group/big"
 

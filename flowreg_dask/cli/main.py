@@ -24,6 +24,153 @@ def _frames_arg(text: str) -> list[int]:
         ) from None
 
 
+def _selection_arg(text: str) -> slice | list[int]:
+    """``--frames``: ``START:STOP[:STEP]`` (either end may be left out) or ``i,j,k``."""
+    try:
+        if ":" in text:
+            parts = [int(p) if p.strip() else None for p in text.split(":")]
+            if len(parts) > 3:
+                raise ValueError(text)
+            return slice(*parts)
+        values = [int(p) for p in text.split(",") if p.strip()]
+        if not values:
+            raise ValueError(text)
+        return values
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected START:STOP (e.g. 0:500, 100: or :500, optionally :STEP) or a "
+            f"comma-separated list of frame indices, got {text!r}"
+        ) from None
+
+
+def _option_arg(text: str) -> tuple[str, object]:
+    """``--reader-option KEY=VALUE``; VALUE is read as JSON when it parses (true, 3, [1, 2])."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE (e.g. plain=true, series=1, level=0), got {text!r}"
+        )
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    return key.strip(), parsed
+
+
+#: ``args`` attributes of the reader flags (None when not given)
+_READER_FLAGS = (
+    "dataset",
+    "series",
+    "deinterleave",
+    "axes",
+    "frames",
+    "bin_size",
+    "input_format",
+    "reader_option",
+)
+
+
+def _add_reader_args(p: argparse.ArgumentParser) -> None:
+    from ..io._registry import ALIASES, BUILTIN_READERS
+
+    g = p.add_argument_group(
+        "reading the input",
+        "how the recording is read (the same options as flowreg_dask.open_recording)",
+    )
+    g.add_argument(
+        "--dataset",
+        action="append",
+        metavar="NAME",
+        help="HDF5 dataset / MAT variable / zarr array holding the movie; repeat it or separate "
+        "names by commas to read one per channel (default: the only movie-shaped one; when "
+        "there are several the error lists them)",
+    )
+    g.add_argument(
+        "--series",
+        type=int,
+        metavar="N",
+        help="TIFF: read only image series N (default: every full-resolution series, joined "
+        "in time when they fit together, e.g. batches appended by several write calls)",
+    )
+    g.add_argument(
+        "--deinterleave",
+        type=int,
+        metavar="N",
+        help="N consecutive single-channel frames (pages) form one N-channel frame",
+    )
+    g.add_argument(
+        "--axes",
+        metavar="LETTERS",
+        help="stored order of the dimensions, letters t, z, y, x, c (e.g. yxt, tcyx)",
+    )
+    g.add_argument(
+        "--frames",
+        type=_selection_arg,
+        metavar="START:STOP",
+        help="frames to read: START:STOP[:STEP] (STOP excluded; either end may be left out) "
+        "or a comma-separated list; counted after de-interleaving, before binning",
+    )
+    g.add_argument(
+        "--bin-size",
+        type=int,
+        metavar="N",
+        help="temporal binning: each frame read is the mean of N consecutive frames (done "
+        "while reading; the stored options then say bin_size 1)",
+    )
+    names = ", ".join([*BUILTIN_READERS, *sorted(ALIASES)])
+    g.add_argument(
+        "--input-format",
+        metavar="NAME",
+        help=f"force a reader instead of guessing from the file: {names}, or a plugin's name",
+    )
+    g.add_argument(
+        "--reader-option",
+        action="append",
+        type=_option_arg,
+        metavar="KEY=VALUE",
+        help="any other option of the chosen reader (repeatable; VALUE as JSON when it parses), "
+        "e.g. plain=true or scanimage=false (TIFF), level=1 (OME-Zarr), shape=[500,512,512] "
+        "and dtype=uint16 (raw)",
+    )
+
+
+def _reader_flags_given(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name, None) is not None for name in _READER_FLAGS)
+
+
+def _dataset_value(values: list[str] | None) -> str | list[str] | None:
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    if not names:
+        return None
+    return names[0] if len(names) == 1 else names
+
+
+def _open_input(args: argparse.Namespace, *, buffer_size: int, bin_size: int):
+    """``open_recording`` with the reader flags of ``args``; TypeError -> InvalidOptionError."""
+    from ..errors import InvalidOptionError
+    from ..io import open_recording
+
+    kwargs = dict(args.reader_option or [])
+    if args.series is not None:
+        kwargs["series"] = args.series
+    try:
+        return open_recording(
+            args.input,
+            buffer_size=buffer_size,
+            format=args.input_format,
+            dataset=_dataset_value(args.dataset),
+            deinterleave=1 if args.deinterleave is None else args.deinterleave,
+            bin_size=bin_size,
+            frames=args.frames,
+            axes=args.axes,
+            **kwargs,
+        )
+    except TypeError as exc:  # an option the reader does not take (--reader-option)
+        raise InvalidOptionError(f"{args.input}: {exc}") from exc
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quality",
@@ -90,11 +237,19 @@ def _cmd_correct(args) -> int:
     if args.flow_backend:
         updates["flow_backend"] = args.flow_backend
     options = options.copy(**updates) if updates else options
+    recording = args.input
+    if _reader_flags_given(args):
+        # read with the reader flags here; the temporal binning happens in the reader (once):
+        # the pipeline does not bin a recording it is given as an array
+        bin_size = options.bin_size if args.bin_size is None else args.bin_size
+        recording = _open_input(args, buffer_size=options.buffer_size, bin_size=bin_size)
+        if options.bin_size != 1:
+            options = options.copy(bin_size=1)
     start = time.perf_counter()
     out = compensate_recording(
         options,
         _config(args),
-        recording=args.input,
+        recording=recording,
         output=args.output,
         overwrite=args.overwrite,
         resume=not args.no_resume,
@@ -123,6 +278,11 @@ def _cmd_info(args) -> int:
     path = Path(args.input)
     from ..store.zarr_store import store_status
 
+    if _reader_flags_given(args):
+        from ..io import describe
+
+        print(describe(_open_input(args, buffer_size=400, bin_size=args.bin_size or 1)))
+        return 0
     if path.is_dir() and (path / "zarr.json").exists():
         try:
             status = store_status(path)
@@ -217,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-frames",
         type=_frames_arg,
         default=None,
-        help="frames to build the reference from, START:STOP (default 50:500)",
+        help="frames to build the reference from, START:STOP (default 50:500), counted in "
+        "the recording as read (after --frames and --bin-size)",
     )
     p.add_argument("--reference", default=None, help="reference image file instead")
     p.add_argument("--save-w", action="store_true", help="store the flow fields")
@@ -233,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         "multifile_mat); exports are written next to the OME-Zarr store",
     )
     p.add_argument("--options", default=None, help="options file (.json or .toml)")
+    _add_reader_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing complete output")
     p.add_argument(
         "--no-resume",
@@ -250,8 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("info", help="describe a recording or a corrected store")
+    p = sub.add_parser(
+        "info",
+        help="describe a recording or a corrected store",
+        description="Describe a recording (shape, dtype, which dataset or series is read, frame "
+        "rate, chunks) or the status of a corrected store; reads no pixel data.",
+    )
     p.add_argument("input")
+    _add_reader_args(p)
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("demo", help="generate a synthetic recording, correct it, report accuracy")

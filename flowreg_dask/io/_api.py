@@ -34,7 +34,7 @@ from ._lazy import (
     bin_frames,
 )
 from ._registry import Reader, call_open, get_reader, guess_reader, list_readers
-from ._util import warn_user
+from ._util import format_frame_ranges, frame_runs, warn_user
 from .memory import ARRAY_SOURCE, array_to_dask, is_array_source
 
 __all__ = ["open_recording", "info", "describe", "natural_sort_key"]
@@ -43,7 +43,7 @@ DIMS = ("t", "y", "x", "c")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 #: Metadata of a wrapper copied into ``DataArray.attrs`` when present (all JSON-friendly).
-_EXTRA_ATTRS = ("dataset", "pixel_size_yx")
+_EXTRA_ATTRS = ("dataset", "dataset_reason", "pixel_size_yx")
 
 
 def natural_sort_key(path: str) -> list[Any]:
@@ -229,6 +229,49 @@ def _frame_indices(frames: Any, n: int, where: str) -> np.ndarray:
         msg = f"frames={frames!r} selects no frames of {where} ({n} frames)"
         raise InvalidOptionError(msg)
     return idx
+
+
+def _leaves(lazy: LazyFrames) -> list[LazyFrames]:
+    inner = lazy.sources()
+    if not inner:
+        return [lazy]
+    return [leaf for part in inner for leaf in _leaves(part)]
+
+
+def _check_written(lazy: LazyFrames, idx: np.ndarray | None) -> None:
+    """Refuse frames that a file declares but never received (they would read as zeros).
+
+    ``lazy`` is the recording before ``frames=``/binning, ``idx`` the frames selected from it.
+    Uses what the readers found in the metadata on opening; reads no pixels.
+    """
+    mask = lazy.unwritten_mask()
+    if mask is None:
+        return
+    hit = mask if idx is None else mask[idx]
+    if not hit.any():
+        return
+    details = "; ".join(m for m in (leaf.unwritten_message() for leaf in _leaves(lazy)) if m)
+    written = frame_runs(~mask)
+    if written:
+        a, b = max(written, key=lambda r: (r[1] - r[0], -r[0]))
+        what = "the written part" if len(written) == 1 else "the longest written part"
+        todo = f"Read {what} with frames=slice({a}, {b}) (CLI: --frames {a}:{b})"
+        if len(written) > 1:
+            todo += f" (written frames: {format_frame_ranges(written)})"
+        todo += ", or complete the file."
+    else:
+        todo = "No frame of it holds data: there is nothing to read."
+    selected = ""
+    if idx is not None:
+        bad = np.unique(idx[hit])
+        runs = frame_runs(np.isin(np.arange(mask.size), bad))
+        selected = f" frames= selects {bad.size} of them ({format_frame_ranges(runs)})."
+    msg = (
+        f"{details}.{selected} The file is probably from an interrupted acquisition; these "
+        "frames would be read as the fill value (zeros), not as data. "
+        f"{todo}"
+    )
+    raise InvalidInputError(msg)
 
 
 def _check_nonempty(shape: tuple[int, ...], where: str) -> None:
@@ -472,8 +515,10 @@ def open_recording(
 
     where = f"'{lazy.metadata.get('source')}'"
     _check_nonempty(lazy.shape, where)
-    if frames is not None:
-        lazy = SubsetFrames(lazy, _frame_indices(frames, lazy.shape[0], where))
+    idx = None if frames is None else _frame_indices(frames, lazy.shape[0], where)
+    _check_written(lazy, idx)
+    if idx is not None:
+        lazy = SubsetFrames(lazy, idx)
     if bin_size > 1:
         lazy = BinnedFrames(lazy, bin_size)
 
@@ -527,7 +572,9 @@ def info(source: Any, **kwargs: Any) -> dict[str, Any]:
     DataArray it returned. Keys: ``source``, ``format``, ``files``, ``shape`` (T, H, W, C),
     ``n_frames``, ``height``, ``width``, ``n_channels``, ``channel_names``, ``dtype``,
     ``frame_rate``, ``pixel_size``, ``chunk_frames``, ``n_chunks``, ``chunk_bytes``, ``nbytes``
-    (uncompressed), ``size_on_disk`` (bytes, None for in-memory sources).
+    (uncompressed), ``size_on_disk`` (bytes, None for in-memory sources), ``dataset`` (the
+    HDF5 dataset / MAT variable / zarr array / TIFF series read, a list for one per channel;
+    None where the format has no choice) and ``dataset_reason`` (how it was chosen).
     """
     rec = source if isinstance(source, xr.DataArray) and "format" in source.attrs else None
     if rec is None:
@@ -554,6 +601,8 @@ def info(source: Any, **kwargs: Any) -> dict[str, Any]:
         "chunk_bytes": int(max(chunks)) * h * w * c * itemsize,
         "nbytes": t * h * w * c * itemsize,
         "size_on_disk": _size_on_disk(files) if files else None,
+        "dataset": rec.attrs.get("dataset"),
+        "dataset_reason": rec.attrs.get("dataset_reason"),
     }
 
 
@@ -568,6 +617,13 @@ def describe(recording: Any, **kwargs: Any) -> str:
     lines = [
         f"Recording:    {d['source']}",
         f"reader:       {d['format']}",
+    ]
+    if d["dataset"] is not None:
+        chosen = d["dataset"] if isinstance(d["dataset"], list) else [d["dataset"]]
+        listed = ", ".join(str(v) if str(v).startswith("series") else f"'{v}'" for v in chosen)
+        reason = f"  ({d['dataset_reason']})" if d["dataset_reason"] else ""
+        lines.append(f"dataset:      {listed}{reason}")
+    lines += [
         f"shape:        {t} frames x {h} x {w} px x {c} channel(s)  (t, y, x, c)",
         f"dtype:        {d['dtype']}",
         f"channels:     {names}",

@@ -205,7 +205,10 @@ class AxesArrayFrames(LazyFrames):
 # --------------------------------------------------------------------------------------------
 
 _CHANNEL_RE = re.compile(r"^(?P<prefix>.*?)(?:channel|chan|ch)[ _.\-]*(?P<num>\d+)$", re.IGNORECASE)
-_MOVIE_NAMES = ("mov", "data", "dataset")
+#: Base names of the arrays that flowreg_dask and pyflowreg exports store beside the movie
+#: (flow components, valid masks, the reference image): never the movie when another
+#: candidate exists.
+AUXILIARY_NAMES = ("u", "v", "w", "valid", "reference")
 
 
 def format_datasets(candidates: Mapping[str, tuple[tuple[int, ...], Any]]) -> str:
@@ -218,62 +221,113 @@ def format_datasets(candidates: Mapping[str, tuple[tuple[int, ...], Any]]) -> st
     )
 
 
+def _channel_groups(
+    usable: Mapping[str, tuple[tuple[int, ...], Any]],
+) -> tuple[list[list[str]], list[str]]:
+    """Channel-numbered names grouped by (parent, prefix, shape); the other names."""
+    groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, str]]] = {}
+    single: list[str] = []
+    for name, (shape, _) in sorted(usable.items()):
+        parent, _, base = name.rpartition("/")
+        m = _CHANNEL_RE.match(base)
+        if m is None:
+            single.append(name)
+            continue
+        key = (parent + "/" + m.group("prefix").lower(), shape)
+        groups.setdefault(key, []).append((int(m.group("num")), name))
+    out = []
+    for members in groups.values():
+        members.sort()
+        nums = [n for n, _ in members]
+        if len(set(nums)) != len(nums):  # ch1 and ch01: not one channel group
+            single.extend(name for _, name in members)
+        else:
+            out.append([name for _, name in members])
+    return out, single
+
+
+def _describe_candidate(
+    names: Sequence[str], candidates: Mapping[str, tuple[tuple[int, ...], Any]]
+) -> str:
+    shape, dt = candidates[names[0]]
+    dtypes = sorted({str(np.dtype(candidates[n][1])) for n in names})
+    dtype = "/".join(dtypes)
+    if len(names) == 1:
+        return f"'{names[0]}' {tuple(shape)} {dtype}"
+    listed = ", ".join(f"'{n}'" for n in names)
+    return f"{listed} ({len(names)} channels, each {tuple(shape)} {dtype})"
+
+
 def discover_datasets(
     candidates: Mapping[str, tuple[tuple[int, ...], Any]],
     *,
     ndims: tuple[int, ...] = (3, 4),
     where: str,
-) -> list[str]:
-    """Names of the dataset(s) holding the movie, one per channel group.
+    declared: Sequence[str] | None = None,
+    member_word: str = "dataset",
+) -> tuple[list[str], str]:
+    """The dataset(s) holding the movie, one per channel group, and why they were chosen.
 
     ``candidates`` maps dataset names (paths inside the container, ``/``-separated) to
-    ``(shape, dtype)``; only numeric datasets with ``ndim in ndims`` are considered.
+    ``(shape, dtype)``. The choice is made only when it is unambiguous:
 
-    1. Names ending in a channel number (``ch1``, ``channel_2``, ``Ch.3``, ``prefix_chan4``),
-       grouped by their prefix; the largest group whose members share one shape wins, sorted by
-       number.
-    2. Otherwise a dataset named ``mov``, ``data`` or ``dataset`` (the shallowest one).
-    3. Otherwise the largest dataset.
+    1. ``declared``: names the file itself lists as its movie (the ``dataset_names`` attribute
+       that flowreg_dask and pyflowreg write), when they all exist.
+    2. Otherwise the *candidates* are the numeric datasets with ``ndim in ndims``; datasets
+       named like the auxiliary arrays of registration outputs (:data:`AUXILIARY_NAMES`:
+       ``u``, ``v``, ``w``, ``valid``, ``reference``) are left out when anything else remains.
+       Channel-numbered names with one prefix and shape (``ch1``, ``ch2``;
+       ``channel_1``; ``Ch.3``) form one candidate, sorted by number.
+    3. Exactly one candidate: it is read. Several: :class:`InvalidInputError` listing them
+       (name, shape, dtype) and saying how to choose; a conventional name such as ``mov`` or
+       ``data`` does not win over another movie-shaped dataset. None: an error listing what
+       the file holds.
+
+    Returns
+    -------
+    names : list of str
+        The chosen datasets (several: one per channel).
+    reason : str
+        How they were chosen, for ``flowreg-dask info``.
     """
+    if declared:
+        names = [str(n).strip("/") for n in declared]
+        if names and all(n in candidates for n in names):
+            return names, "listed in the file's 'dataset_names' attribute"
     usable = {
         name: (tuple(shape), dt)
         for name, (shape, dt) in candidates.items()
         if len(shape) in ndims and dt is not None and np.dtype(dt).kind in "uif"
     }
-    # pass 1: channel-numbered names
-    groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, str]]] = {}
-    for name, (shape, _) in usable.items():
-        parent, _, base = name.rpartition("/")
-        m = _CHANNEL_RE.match(base)
-        if m:
-            key = (parent + "/" + m.group("prefix").lower(), shape)
-            groups.setdefault(key, []).append((int(m.group("num")), name))
-    if groups:
-        best = max(
-            groups.items(),
-            key=lambda kv: (len(kv[1]), int(np.prod(kv[0][1])), [-ord(ch) for ch in kv[0][0]]),
-        )
-        members = sorted(best[1])
-        nums = [n for n, _ in members]
-        if len(set(nums)) != len(nums):
-            msg = f"{where}: channel datasets with repeated numbers: {[n for _, n in members]}"
-            raise InvalidInputError(msg)
-        return [name for _, name in members]
-    # pass 2: conventional names
-    named = [name for name in usable if name.rpartition("/")[2].lower() in _MOVIE_NAMES]
-    if named:
-        named.sort(
-            key=lambda n: (n.count("/"), _MOVIE_NAMES.index(n.rpartition("/")[2].lower()), n)
-        )
-        return [named[0]]
-    # pass 3: largest
-    if usable:
-        return [max(sorted(usable), key=lambda n: int(np.prod(usable[n][0])))]
+    primary = {
+        n: v for n, v in usable.items() if n.rpartition("/")[2].lower() not in AUXILIARY_NAMES
+    }
+    if primary:
+        usable = primary
+    groups, single = _channel_groups(usable)
+    options = groups + [[name] for name in single]
+    if len(options) == 1:
+        names = options[0]
+        if len(names) > 1:
+            return names, f"the only movie-shaped {member_word}s (channel-numbered)"
+        return names, f"the only movie-shaped {member_word}"
     nd = " or ".join(f"{d}-D" for d in ndims)
+    if not options:
+        msg = (
+            f"{where} contains no numeric {nd} {member_word} that could hold a movie; "
+            f"{member_word}s found: {format_datasets(candidates)}. Pass dataset='NAME' (and "
+            "axes=... if the dimensions are not (T, H, W[, C]))."
+        )
+        raise InvalidInputError(msg)
+    options.sort(key=lambda names: names[0])
+    listing = "; ".join(_describe_candidate(names, usable) for names in options)
+    first = options[0]
+    example = f"'{first[0]}'" if len(first) == 1 else "[" + ", ".join(f"'{n}'" for n in first) + "]"
+    cli = ",".join(first)
     msg = (
-        f"{where} contains no numeric {nd} dataset that could hold a movie; datasets found: "
-        f"{format_datasets(candidates)}. Pass dataset='NAME' (and axes=... if the dimensions are "
-        "not (T, H, W[, C]))."
+        f"{where} holds several {member_word}s that could be the movie (numeric {nd}): "
+        f"{listing}. Choose one: dataset={example} in Python, --dataset {cli} on the command "
+        f"line (several names, one per channel, are read as channels)."
     )
     raise InvalidInputError(msg)
 

@@ -335,6 +335,37 @@ class LazyFrames:
     def _read(self, start: int, stop: int) -> np.ndarray:
         raise NotImplementedError
 
+    # -- frames the file declares but never received -------------------------------------
+    def unwritten_ranges(self) -> tuple[tuple[int, int], ...]:
+        """``(start, stop)`` ranges of frames that were never written to the file.
+
+        Readers that can tell from metadata alone (HDF5: chunks never allocated) override it;
+        reading such frames would return the fill value (usually 0) as if it were data.
+        Empty when every frame was written or when the format cannot tell.
+        """
+        return ()
+
+    def unwritten_message(self) -> str | None:
+        """One sentence naming the file, the dataset and the unwritten frames (leaves only)."""
+        return None
+
+    def unwritten_mask(self) -> np.ndarray | None:
+        """Boolean ``(T,)`` mask of the frames that read unwritten data, or None if none do.
+
+        Wrappers map their inner recordings' masks through their frame selection.
+        """
+        ranges = self.unwritten_ranges()
+        if not ranges:
+            return None
+        mask = np.zeros(self.shape[0], dtype=bool)
+        for a, b in ranges:
+            mask[a:b] = True
+        return mask
+
+    def sources(self) -> tuple[LazyFrames, ...]:
+        """The recordings this one reads from (empty for a reader's own wrapper)."""
+        return ()
+
     # -- pickling: slots only, nothing cached ----------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _slots(type(self)) if hasattr(self, name)}
@@ -387,6 +418,16 @@ class SubsetFrames(LazyFrames):
     def _read(self, start: int, stop: int) -> np.ndarray:
         return self.inner.read_indices(self.indices[start:stop])
 
+    def sources(self) -> tuple[LazyFrames, ...]:
+        return (self.inner,)
+
+    def unwritten_mask(self) -> np.ndarray | None:
+        inner = self.inner.unwritten_mask()
+        if inner is None:
+            return None
+        mask = inner[self.indices]
+        return mask if mask.any() else None
+
 
 class BinnedFrames(LazyFrames):
     """Temporal binning: frame ``i`` is the mean of inner frames ``i*b .. i*b + b - 1``.
@@ -415,6 +456,17 @@ class BinnedFrames(LazyFrames):
         raw = self.inner.read(start * b, min(stop * b, self.inner.shape[0]))
         return bin_frames(raw, b, self.dtype)
 
+    def sources(self) -> tuple[LazyFrames, ...]:
+        return (self.inner,)
+
+    def unwritten_mask(self) -> np.ndarray | None:
+        inner = self.inner.unwritten_mask()
+        if inner is None:
+            return None
+        padded = np.zeros(self.shape[0] * self.bin_size, dtype=bool)
+        padded[: inner.size] = inner
+        return padded.reshape(self.shape[0], self.bin_size).any(axis=1)
+
 
 class DeinterleavedFrames(LazyFrames):
     """``n`` consecutive frames of the inner recording form the channels of one frame.
@@ -441,6 +493,17 @@ class DeinterleavedFrames(LazyFrames):
         k, (_, h, w, c) = stop - start, self.inner.shape
         return raw.reshape(k, n, h, w, c).transpose(0, 2, 3, 1, 4).reshape(k, h, w, n * c)
 
+    def sources(self) -> tuple[LazyFrames, ...]:
+        return (self.inner,)
+
+    def unwritten_mask(self) -> np.ndarray | None:
+        inner = self.inner.unwritten_mask()
+        if inner is None:
+            return None
+        t = self.shape[0]
+        mask = inner[: t * self.n].reshape(t, self.n).any(axis=1)
+        return mask if mask.any() else None
+
 
 def _promoted_dtype(parts: Sequence[LazyFrames]) -> np.dtype:
     return np.result_type(*[p.dtype for p in parts])
@@ -462,6 +525,13 @@ class ChannelStackFrames(LazyFrames):
         return np.concatenate(
             [p.read(start, stop).astype(self.dtype, copy=False) for p in self.parts], axis=3
         )
+
+    def sources(self) -> tuple[LazyFrames, ...]:
+        return self.parts
+
+    def unwritten_mask(self) -> np.ndarray | None:
+        masks = [m for m in (p.unwritten_mask() for p in self.parts) if m is not None]
+        return np.logical_or.reduce(masks) if masks else None
 
 
 class ConcatFrames(LazyFrames):
@@ -487,3 +557,17 @@ class ConcatFrames(LazyFrames):
             if b > a:
                 out.append(self.parts[i].read(a, b).astype(self.dtype, copy=False))
         return np.concatenate(out, axis=0)
+
+    def sources(self) -> tuple[LazyFrames, ...]:
+        return self.parts
+
+    def unwritten_mask(self) -> np.ndarray | None:
+        masks = [p.unwritten_mask() for p in self.parts]
+        if all(m is None for m in masks):
+            return None
+        return np.concatenate(
+            [
+                np.zeros(p.shape[0], bool) if m is None else m
+                for p, m in zip(self.parts, masks, strict=True)
+            ]
+        )

@@ -6,9 +6,19 @@ import os
 import sys
 import warnings
 
+import numpy as np
+
 from ..errors import FlowRegWarning
 
-__all__ = ["warn_user", "describe_path", "length_to_um", "interval_to_rate", "positive_float"]
+__all__ = [
+    "warn_user",
+    "describe_path",
+    "length_to_um",
+    "interval_to_rate",
+    "positive_float",
+    "frame_runs",
+    "format_frame_ranges",
+]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,3 +106,15 @@ def positive_float(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return result if result > 0 and result == result and result != float("inf") else None
+
+
+def frame_runs(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """``(start, stop)`` of every run of True in a 1-D boolean mask."""
+    padded = np.concatenate([[0], np.asarray(mask, dtype=np.int8).reshape(-1), [0]])
+    edges = np.flatnonzero(np.diff(padded))
+    return tuple((int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True))
+
+
+def format_frame_ranges(ranges: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> str:
+    """``'50-599'``, ``'3, 10-19'``: inclusive frame numbers of ``(start, stop)`` ranges."""
+    return ", ".join(f"{a}" if b - a == 1 else f"{a}-{b - 1}" for a, b in ranges)

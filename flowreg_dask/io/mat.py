@@ -1,8 +1,12 @@
 """MATLAB MAT-file reader: v5/v7 via scipy.io, v7.3 via h5py.
 
-Each movie variable is stored as MATLAB sees it: ``(H, W, T)``, one variable per channel
-(discovered like HDF5 datasets: ``ch1``, ``ch2``, ... / ``mov``, ``data`` / the largest 3-D
-variable; or named with ``dataset=``). ``axes=`` gives the order of the dimensions as MATLAB's
+Each movie variable is stored as MATLAB sees it: ``(H, W, T)``, one variable per channel,
+named with ``dataset=`` (CLI ``--dataset``) or discovered like HDF5 datasets (see
+:mod:`flowreg_dask.io.hdf5`): the one numeric 3-D variable (``len(axes)``-D with ``axes=``),
+channel-numbered variables ``ch1``, ``ch2``, ... counting as one and the ``u``, ``v``,
+``valid``, ``reference`` arrays of flowreg exports not counting; several candidates (say
+``raw`` and ``dff``) are refused with a list of them, never chosen silently. Unwritten parts of
+v7.3 variables are refused as for HDF5. ``axes=`` gives the order of the dimensions as MATLAB's
 ``size()`` reports them (default ``"yxt"``; 4-D variables need ``axes``, e.g. ``"yxct"``).
 
 * v5/v7 files are read with :func:`scipy.io.loadmat`. The header is read on open
@@ -29,6 +33,7 @@ from .hdf5 import (
     Hdf5Frames,
     check_frames,
     check_members,
+    find_unwritten,
     is_hdf5_header,
     open_h5,
     select_members,
@@ -147,12 +152,19 @@ class MatReader(Reader):
             name: (tuple(shape), np.dtype(_MATLAB_NUMERIC[cls]) if cls in _MATLAB_NUMERIC else None)
             for name, shape, cls in variables
         }
-        members = select_members(available, dataset, kind="MAT", path=path, ndims=self._ndims(axes))
+        members, reason = select_members(
+            available,
+            dataset,
+            kind="MAT",
+            path=path,
+            ndims=self._ndims(axes),
+            member_word="variable",
+        )
         shape, dtype = check_members(available, members, kind="MAT", path=path)
         where = f"variable '{members[0]}' of MAT file '{path}'"
         ax = _mat_axes(axes, shape, where)
         check_frames(shape, ax, where=where)
-        meta = self._meta(path, members, ax, "v5")
+        meta = self._meta(path, members, ax, "v5", reason)
         return MatV5Frames(
             path=path,
             stamp=stamp,
@@ -185,15 +197,21 @@ class MatReader(Reader):
             except (OSError, RuntimeError, KeyError) as exc:
                 msg = f"MAT v7.3 file '{path}' could not be read ({exc}); it seems corrupted"
                 raise InvalidInputError(msg) from exc
-        members = select_members(
-            available, dataset, kind="MAT v7.3", path=path, ndims=self._ndims(axes)
-        )
-        shape, dtype = check_members(available, members, kind="MAT v7.3", path=path)
-        where = f"variable '{members[0]}' of MAT v7.3 file '{path}'"
-        ax = _mat_axes(axes, shape, where)
-        check_frames(shape, ax, where=where)
-        meta = self._meta(path, members, ax, "v7.3")
-        # h5py sees the column-major MATLAB array with its dimensions reversed
+            members, reason = select_members(
+                available,
+                dataset,
+                kind="MAT v7.3",
+                path=path,
+                ndims=self._ndims(axes),
+                member_word="variable",
+            )
+            shape, dtype = check_members(available, members, kind="MAT v7.3", path=path)
+            where = f"variable '{members[0]}' of MAT v7.3 file '{path}'"
+            ax = _mat_axes(axes, shape, where)
+            check_frames(shape, ax, where=where)
+            # h5py sees the column-major MATLAB array with its dimensions reversed
+            unwritten = find_unwritten(f, members, ax[::-1])
+        meta = self._meta(path, members, ax, "v7.3", reason)
         return Hdf5Frames(
             path=path,
             stamp=stamp,
@@ -202,14 +220,19 @@ class MatReader(Reader):
             raw_shape=shape[::-1],
             dtype=dtype,
             metadata=meta,
+            unwritten=unwritten,
+            what="variable",
         )
 
-    def _meta(self, path: str, members: list[str], ax: str, version: str) -> dict[str, Any]:
+    def _meta(
+        self, path: str, members: list[str], ax: str, version: str, reason: str
+    ) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "source": path,
             "format": self.name,
             "files": [path],
             "dataset": members if len(members) > 1 else members[0],
+            "dataset_reason": reason,
             "axes": ax,
             "mat_version": version,
         }

@@ -1,10 +1,34 @@
 """TIFF reader (tifffile): multi-page, BigTIFF, ImageJ hyperstacks, OME-TIFF, ScanImage.
 
-How a file becomes ``(T, H, W, C)``
------------------------------------
-The first image series that tifffile finds gives a shape and axis letters (``TZCYXS``
-order for ImageJ, ``TCZYX`` etc. for OME, ``ZTCYX`` for ScanImage, ``QYX``/``IYX`` for plain
-multi-page files). Its axes are read as:
+Which pages are read
+--------------------
+Every page of the file, or an error. tifffile groups the pages into image series; a file
+written by several write calls (``tifffile.imwrite(path, batch, append=True)`` per batch or
+per page, as pyflowreg's writer and acquisition software do) holds one series per call.
+
+* ``series=N`` (CLI ``--series N``): only series N.
+* Otherwise every *full-resolution* series is read. Reduced-resolution series (thumbnails,
+  previews, pyramid levels: NewSubfileType bit 0) are not frames and are left out.
+* Several full-resolution series written without a format of their own (tifffile's shaped
+  metadata, or none) are joined in time, in file order, when they fit together: the same
+  frame size, channels and data type, and no ``T`` series joined to a ``Z`` series. A file
+  written one page per call reads as one frame per page.
+* Several series that do not fit together (a different frame size or data type), or several
+  series that a format defines as separate images (OME-TIFF images, e.g. positions; LSM,
+  Micro-Manager, ...): :class:`~flowreg_dask.errors.InvalidInputError` listing the series
+  (index, shape, dtype, axes) and saying how to choose one (``series=N``).
+* Pages that belong to no series (format metadata describing fewer images than the file
+  holds): :class:`~flowreg_dask.errors.InvalidInputError` naming the pages left out;
+  ``plain=True`` ignores the format metadata and reads every page as one plain sequence.
+
+The series read is in ``DataArray.attrs["dataset"]`` (``"series 0-2 of 3, joined in time"``)
+when the file has more than one, and printed by ``flowreg-dask info``.
+
+How a series becomes ``(T, H, W, C)``
+-------------------------------------
+Each series has a shape and axis letters from tifffile (``TZCYXS`` order for ImageJ,
+``TCZYX`` etc. for OME, ``ZTCYX`` for ScanImage, ``QYX``/``IYX`` for plain multi-page files).
+Its axes are read as:
 
 * ``Y`` and ``X``: the frame; ``C`` and ``S`` (samples, e.g. RGB): channels, outer axes
   major, samples minor;
@@ -26,7 +50,8 @@ explicit ``deinterleave > 1`` overrides the metadata, ``scanimage=False`` disabl
 
 Reading is lazy: opening parses the TIFF structure only. Frames are read from a memory map of
 the series when its data are contiguous and uncompressed, otherwise page by page
-(``TiffFile.asarray(key=pages)``), touching only the pages of the requested frames.
+(``TiffFile.asarray(key=pages)``), touching only the pages of the requested frames; joined
+series are addressed by page number in one small wrapper, however many series there are.
 
 Frame rate and pixel size come from ImageJ metadata (``finterval``/``fps``, resolution and
 ``unit``), OME-XML (``TimeIncrement``, ``PhysicalSizeX/Y``, channel names), ScanImage metadata
@@ -48,9 +73,23 @@ import tifffile
 
 from ..errors import InvalidInputError
 from ._arrays import parse_axes
-from ._lazy import DeinterleavedFrames, LazyFrames, cached_handle, check_unchanged, file_stamp
+from ._lazy import (
+    ConcatFrames,
+    DeinterleavedFrames,
+    LazyFrames,
+    cached_handle,
+    check_unchanged,
+    file_stamp,
+)
 from ._registry import Reader
-from ._util import interval_to_rate, length_to_um, positive_float, warn_user
+from ._util import (
+    format_frame_ranges,
+    frame_runs,
+    interval_to_rate,
+    length_to_um,
+    positive_float,
+    warn_user,
+)
 
 __all__ = ["TiffReader", "TiffFrames"]
 
@@ -70,12 +109,48 @@ _STRUCTURAL_LOG = (
 )
 
 
-class TiffFrames(LazyFrames):
-    """Frames of one TIFF image series.
+#: tifffile format flags switched off by ``plain=True`` (every kind of series metadata)
+_FORMAT_FLAGS = (
+    "shaped",
+    "lsm",
+    "mmstack",
+    "ome",
+    "imagej",
+    "ndtiff",
+    "fluoview",
+    "stk",
+    "sis",
+    "svs",
+    "scn",
+    "qpi",
+    "ndpi",
+    "bif",
+    "avs",
+    "eer",
+    "philips",
+    "scanimage",
+    "nih",
+    "mdgel",
+)
+#: series kinds that several write calls produce (tifffile's own metadata, or none); only
+#: these are joined in time. Formats that define several series themselves (OME images,
+#: positions, LSM, ...) are never joined.
+_APPENDED_KINDS = ("shaped", "generic", "uniform")
 
-    The series is addressed as ``n_planes`` planes (one per combination of the outer, non-
+
+def _open_tifffile(path: str, plain: bool) -> tifffile.TiffFile:
+    flags = {f"is_{name}": False for name in _FORMAT_FLAGS} if plain else {}
+    return tifffile.TiffFile(path, mode="rb", **flags)
+
+
+class TiffFrames(LazyFrames):
+    """Frames of one TIFF image series, or of several compatible series one after the other.
+
+    The data are addressed as ``n_planes`` planes (one per combination of the outer, non-
     image axes), each of ``plane_shape`` stored contiguously in page order; a plane is one page
-    in all common files.
+    in all common files. With ``series_index=None`` the planes are pages of the whole file:
+    plane ``k`` lies in page ``page_runs[j, 1] + k - page_runs[j, 0]`` of the run ``j`` that
+    holds it (runs of consecutive pages; one run for a file written in several batches).
     """
 
     __slots__ = (
@@ -88,6 +163,8 @@ class TiffFrames(LazyFrames):
         "plane_perm",
         "page_elems",
         "contiguous",
+        "page_runs",
+        "plain",
     )
 
     def __init__(
@@ -95,7 +172,7 @@ class TiffFrames(LazyFrames):
         *,
         path: str,
         stamp: tuple[int, int],
-        series_index: int,
+        series_index: int | None,
         outer_shape: tuple[int, ...],
         outer_kinds: str,
         plane_shape: tuple[int, ...],
@@ -104,6 +181,8 @@ class TiffFrames(LazyFrames):
         contiguous: tuple[int, str] | None,
         dtype: Any,
         metadata: dict[str, Any],
+        page_runs: np.ndarray | None = None,
+        plain: bool = False,
     ) -> None:
         pairs = list(zip(outer_shape, outer_kinds, strict=True))
         n_frames = int(np.prod([s for s, k in pairs if k == "f"]))
@@ -121,6 +200,8 @@ class TiffFrames(LazyFrames):
         self.plane_perm = tuple(plane_perm)
         self.page_elems = int(page_elems)
         self.contiguous = contiguous
+        self.page_runs = None if page_runs is None else np.asarray(page_runs, dtype=np.int64)
+        self.plain = bool(plain)
 
     # -- plane bookkeeping ---------------------------------------------------------------
     def _plane_indices(self, start: int, stop: int) -> np.ndarray:
@@ -145,8 +226,20 @@ class TiffFrames(LazyFrames):
 
     def _tiff(self) -> tifffile.TiffFile:
         return cached_handle(
-            ("tiff", self.path, self.stamp), lambda: tifffile.TiffFile(self.path, mode="rb")
+            ("tiff", self.path, self.stamp, self.plain),
+            lambda: _open_tifffile(self.path, self.plain),
         )
+
+    def _read_pages(self, tif: tifffile.TiffFile, pages: np.ndarray) -> np.ndarray:
+        """Pages (indices into the series, or planes of the file) as ``(n, page_elems)``."""
+        if self.page_runs is None:
+            data = tif.asarray(key=pages.tolist(), series=self.series_index, maxworkers=1)
+        else:
+            runs = self.page_runs
+            j = np.searchsorted(runs[:, 0], pages, side="right") - 1
+            absolute = runs[j, 1] + pages - runs[j, 0]
+            data = tif.asarray(key=absolute.tolist(), maxworkers=1)
+        return np.asarray(data).reshape(pages.size, self.page_elems)
 
     def _read_planes(self, planes: np.ndarray) -> np.ndarray:
         """Planes as a (len(planes), plane_elems) array in file dtype."""
@@ -172,8 +265,8 @@ class TiffFrames(LazyFrames):
             last = ((planes + 1) * plane_elems - 1) // p
             pages = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last, strict=True)])
         uniq, inverse = np.unique(pages, return_inverse=True)
-        data = tif.asarray(key=uniq.tolist(), series=self.series_index, maxworkers=1)
-        data = np.asarray(data).reshape(uniq.size, p)
+        with _capture_tifffile_log():  # logged (and judged) when the file was opened
+            data = self._read_pages(tif, uniq)
         if plane_elems == p:
             return data[inverse.reshape(-1)]
         row = {int(pg): i for i, pg in enumerate(uniq)}
@@ -230,6 +323,16 @@ def _truncated(path: str, detail: str) -> InvalidInputError:
     )
 
 
+def _shaped_metadata(tif: tifffile.TiffFile, series: Any) -> dict[str, Any]:
+    """The tifffile "shaped" JSON metadata written with this series (empty if none)."""
+    with contextlib.suppress(Exception):
+        desc = series.keyframe.shaped_description
+        if desc:
+            return dict(tifffile.shaped_description_metadata(desc))
+    shaped = tif.shaped_metadata or ({},)
+    return dict(shaped[0] or {})
+
+
 def _semantic_axes(tif: tifffile.TiffFile, series: Any, axes: str | None, path: str) -> str:
     """Axis letters of ``series.shape`` as this reader interprets them (tifffile letters)."""
     shape, tax = tuple(series.shape), series.axes
@@ -237,8 +340,7 @@ def _semantic_axes(tif: tifffile.TiffFile, series: Any, axes: str | None, path: 
         ax = parse_axes(axes, len(shape), where=f"TIFF file '{path}' (series shape {shape})")
         return ax.upper()
     if series.kind == "shaped":
-        shaped = tif.shaped_metadata or ({},)
-        if "axes" not in (shaped[0] or {}):
+        if "axes" not in _shaped_metadata(tif, series):
             # written by tifffile without axes: the shape is the user's array shape
             if tax.endswith("YXS") and len(shape) <= 4:
                 return "T" * (len(shape) - 3) + "YXS"
@@ -301,6 +403,16 @@ def _layout(
     return outer_shape, "".join(kinds), plane_shape, tuple(perm)
 
 
+def _metadata_fallback(message: str) -> bool:
+    """tifffile messages about metadata it then ignores (it falls back to plain pages).
+
+    "invalid shaped series metadata or corrupted file" is logged for a file whose first pages
+    carry tifffile's shaped metadata and later ones none (pages appended by another writer);
+    the pages themselves are fine and :func:`_check_all_pages_read` makes sure none is lost.
+    """
+    return "invalid shaped series metadata" in message.lower()
+
+
 def _check_complete(
     tif: tifffile.TiffFile, series: Any, n_elems: int, log: list[str], path: str
 ) -> tuple[int, str] | None:
@@ -310,7 +422,9 @@ def _check_complete(
     # truncation is logged by tifffile as an invalid page offset
     if len(tif.pages) == 0:
         raise _truncated(path, "no image pages were found")
-    structural = [m for m in log if any(s in m.lower() for s in _STRUCTURAL_LOG)]
+    structural = [
+        m for m in log if any(s in m.lower() for s in _STRUCTURAL_LOG) and not _metadata_fallback(m)
+    ]
     if structural:
         raise _truncated(path, "tifffile: " + structural[0].split("> ", 1)[-1][:200])
     keyframe = series.keyframe
@@ -342,6 +456,237 @@ def _check_complete(
                 path, f"the last page's data end at byte {end} but the file has {filesize} bytes"
             )
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# several series
+# --------------------------------------------------------------------------------------------
+
+_Layout = tuple[tuple[int, ...], str, tuple[int, ...], tuple[int, ...]]
+
+
+def _frames_shape(layout: _Layout) -> tuple[int, int, int, int]:
+    """``(T, H, W, C)`` that a series with this layout is read as."""
+    outer_shape, kinds, plane_shape, perm = layout
+    pairs = list(zip(outer_shape, kinds, strict=True))
+    n_frames = int(np.prod([n for n, k in pairs if k == "f"]))
+    n_co = int(np.prod([n for n, k in pairs if k == "c"]))
+    plane_sorted = [plane_shape[i] for i in perm]
+    return n_frames, plane_sorted[0], plane_sorted[1], n_co * int(np.prod(plane_sorted[2:]))
+
+
+def _is_reduced(series: Any) -> bool:
+    """A reduced-resolution image (thumbnail, preview; NewSubfileType bit 0)."""
+    with contextlib.suppress(Exception):
+        return bool(series.keyframe.is_reduced)
+    return False
+
+
+def _describe_series(series: Any, index: int) -> str:
+    shape = tuple(int(n) for n in series.shape)
+    extra = ", reduced resolution" if _is_reduced(series) else ""
+    return f"series {index}: shape {shape} {series.dtype} axes {series.axes}{extra}"
+
+
+def _list_series(all_series: Any, indices: Any, limit: int = 8) -> str:
+    indices = list(indices)
+    shown = "; ".join(_describe_series(all_series[i], i) for i in indices[:limit])
+    more = len(indices) - limit
+    return shown + (f"; ... ({more} more)" if more > 0 else "")
+
+
+def _series_label(chosen: list[int], n_series: int) -> str:
+    if len(chosen) == 1:
+        return f"series {chosen[0]} of {n_series}"
+    if chosen == list(range(chosen[0], chosen[-1] + 1)):
+        return f"series {chosen[0]}-{chosen[-1]} of {n_series}, joined in time"
+    return f"series {', '.join(map(str, chosen))} of {n_series}, joined in time"
+
+
+def _series_pages(series: Any) -> list[int] | None:
+    """Indices (in ``TiffFile.pages``) of the pages of a series, None if unknown.
+
+    Uses tifffile's list of the series' pages; a series given by its first page and a length
+    (contiguous ImageJ or shaped data) covers consecutive pages. None for pages in SubIFDs or
+    other files.
+    """
+    pages = getattr(series, "_pages", None)  # tifffile keeps the series' pages here
+    if pages is None:
+        return None
+    n = len(series)
+    if len(pages) == 1 and n > 1:
+        first = pages[0]
+        if first is None or not isinstance(first.index, (int, np.integer)):
+            return None
+        return list(range(int(first.index), int(first.index) + n))
+    out = []
+    for page in pages:
+        if page is None or not isinstance(page.index, (int, np.integer)):
+            return None
+        out.append(int(page.index))
+    return out
+
+
+def _choose_series(
+    tif: tifffile.TiffFile, all_series: Any, axes: str | None, path: str
+) -> tuple[list[int], str]:
+    """The series to read when ``series=`` is not given, and why (see the module docstring)."""
+    n = len(all_series)
+    full = [i for i, s in enumerate(all_series) if not _is_reduced(s)] or list(range(n))
+    if len(full) == 1:
+        if n == 1:
+            return full, "the only image series"
+        return full, "the only full-resolution series; the others are reduced-resolution"
+    how = (
+        "Read one of them with series=N (CLI: --series N), e.g. series="
+        f"{full[0]}; join other series yourself if they belong to one recording."
+    )
+    kinds = sorted({all_series[i].kind for i in full})
+    if any(k not in _APPENDED_KINDS for k in kinds):
+        msg = (
+            f"TIFF file '{path}' holds {len(full)} full-resolution image series defined by its "
+            f"{'/'.join(kinds)} metadata (separate images, e.g. positions or fields of view): "
+            f"{_list_series(all_series, full)}. {how}"
+        )
+        raise InvalidInputError(msg)
+    keys, letters = set(), set()
+    for i in full:
+        s_i = all_series[i]
+        ax = _semantic_axes(tif, s_i, axes, path)
+        layout = _layout(tif, s_i, ax, path)
+        outer_shape, kinds_i, plane_shape, perm = layout
+        _, h, w, c = _frames_shape(layout)
+        co = tuple(n_ for n_, k in zip(outer_shape, kinds_i, strict=True) if k == "c")
+        keys.add((h, w, c, s_i.dtype.str, tuple(plane_shape), tuple(perm), co))
+        outer_ax = ax[: len(outer_shape)]
+        frame_ax = {a for a, k in zip(outer_ax, kinds_i, strict=True) if k == "f"} & set("TZ")
+        if frame_ax:
+            letters.add(frozenset(frame_ax))
+    if len(keys) > 1 or len(letters) > 1:
+        msg = (
+            f"TIFF file '{path}' holds {len(full)} image series that do not fit together as one "
+            "recording (different frame size, channels, data type or axes): "
+            f"{_list_series(all_series, full)}. {how}"
+        )
+        raise InvalidInputError(msg)
+    return full, f"{len(full)} compatible series (written in batches), joined in time"
+
+
+def _check_all_pages_read(
+    tif: tifffile.TiffFile, all_series: Any, chosen: list[int], path: str, plain: bool
+) -> None:
+    """Refuse a file whose series leave full-resolution pages unread."""
+    if any(getattr(s, "is_multifile", False) for s in all_series):
+        return  # pages in other files: the page count of this one says nothing
+    n_pages = len(tif.pages)
+    covered = np.zeros(n_pages, dtype=bool)
+    for s in all_series:
+        for level in getattr(s, "levels", [s]):
+            pages = _series_pages(level)
+            if pages is None:
+                if level is s:
+                    return  # cannot tell which pages the series reads
+                continue
+            idx = np.asarray(pages, dtype=np.int64)
+            covered[idx[idx < n_pages]] = True
+    left = []
+    try:
+        for i in np.flatnonzero(~covered):
+            tif.pages.set_keyframe(int(i))  # a full TiffPage, not a TiffFrame
+            page = tif.pages.keyframe
+            shape = tuple(page.shape)
+            if page.is_reduced or not shape or not int(np.prod(shape)):
+                continue  # thumbnails and empty pages are not frames
+            left.append(int(i))
+    finally:
+        tif.pages.set_keyframe(0)
+    if not left:
+        return
+    ranges = frame_runs(np.isin(np.arange(n_pages), left))
+    kind = "/".join(sorted({all_series[i].kind for i in chosen}))
+    fix = (
+        "check how the file was written"
+        if plain
+        else "if they belong to the recording, read every page as a plain sequence of pages "
+        "with plain=True (CLI: --reader-option plain=true), or check how the file was written"
+    )
+    msg = (
+        f"TIFF file '{path}' has {n_pages} pages, but its image series ({kind} metadata) "
+        f"cover only {int(covered.sum())} of them: pages {format_frame_ranges(ranges)} would "
+        f"not be read. Expected every full-resolution page to belong to a series; {fix}."
+    )
+    raise InvalidInputError(msg)
+
+
+def _series_frames(
+    tif: tifffile.TiffFile,
+    all_series: Any,
+    layouts: list[tuple[Any, ...]],
+    path: str,
+    stamp: tuple[int, int],
+    plain: bool,
+    meta: dict[str, Any],
+) -> LazyFrames:
+    """The lazy wrapper over the chosen series: one, or several joined in time."""
+
+    def one(entry: tuple[Any, ...]) -> TiffFrames:
+        i, contiguous, _, outer_shape, kinds, plane_shape, perm = entry
+        return TiffFrames(
+            path=path,
+            stamp=stamp,
+            series_index=i,
+            outer_shape=outer_shape,
+            outer_kinds=kinds,
+            plane_shape=plane_shape,
+            plane_perm=perm,
+            page_elems=int(np.prod(all_series[i].keyframe.shape)),
+            contiguous=contiguous,
+            dtype=all_series[i].dtype,
+            metadata=meta,
+            plain=plain,
+        )
+
+    if len(layouts) == 1:
+        return one(layouts[0])
+    # several compatible series: when each plane is one page, address the pages of the file
+    # directly (one small wrapper however many series: files written one page per call)
+    first = all_series[layouts[0][0]]
+    page_elems = int(np.prod(first.keyframe.shape))
+    page_lists, frame_counts = [], []
+    for entry in layouts:
+        i, _, _, outer_shape, kinds, plane_shape, perm = entry
+        s_i = all_series[i]
+        pages = _series_pages(s_i)
+        simple = (
+            pages is not None
+            and int(np.prod(plane_shape)) == page_elems
+            and kinds == "f" * kinds.count("f") + "c" * kinds.count("c")
+            and s_i.keyframe.hash == first.keyframe.hash
+        )
+        if not simple:
+            return ConcatFrames([one(e) for e in layouts], meta)
+        page_lists.append(pages)
+        frame_counts.append(_frames_shape((outer_shape, kinds, plane_shape, perm))[0])
+    pages = np.concatenate([np.asarray(p, dtype=np.int64) for p in page_lists])
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(pages) != 1) + 1])
+    page_runs = np.stack([starts, pages[starts]], axis=1)
+    _, _, _, outer_shape, kinds, plane_shape, perm = layouts[0]
+    co = tuple(n for n, k in zip(outer_shape, kinds, strict=True) if k == "c")
+    return TiffFrames(
+        path=path,
+        stamp=stamp,
+        series_index=None,
+        outer_shape=(int(sum(frame_counts)), *co),
+        outer_kinds="f" + "c" * len(co),
+        plane_shape=plane_shape,
+        plane_perm=perm,
+        page_elems=page_elems,
+        contiguous=None,
+        dtype=first.dtype,
+        metadata=meta,
+        page_runs=page_runs,
+        plain=plain,
+    )
 
 
 def _imagej_metadata(tif: tifffile.TiffFile) -> dict[str, Any]:
@@ -466,7 +811,8 @@ class TiffReader(Reader):
         deinterleave: int = 1,
         axes: str | None = None,
         scanimage: bool = True,
-        series: int = 0,
+        series: int | None = None,
+        plain: bool = False,
     ) -> LazyFrames:
         """Open a TIFF file.
 
@@ -479,21 +825,29 @@ class TiffReader(Reader):
             uses the channel count from ScanImage metadata when present.
         axes : str, optional
             Letters (t, z, y, x, c) for the dimensions of the (squeezed) image series, to
-            override the labels in the file.
+            override the labels in the file (applied to every series that is read).
         scanimage : bool
             Use ScanImage metadata to de-interleave channels (default True).
-        series : int
-            Index of the image series in files holding several (default 0).
+        series : int, optional
+            Read only this image series (index as tifffile counts them). Default: every
+            full-resolution series, joined in time when they are compatible, else an error
+            listing them.
+        plain : bool
+            Ignore the format metadata (ImageJ, OME, tifffile's shaped metadata, ScanImage,
+            ...) and read the file as a plain sequence of pages (default False). For files
+            whose metadata describe fewer pages than the file holds.
         """
         stamp = file_stamp(path)
         with _capture_tifffile_log() as log:
             try:
-                tif = tifffile.TiffFile(path, mode="rb")
+                tif = _open_tifffile(path, plain)
             except Exception as exc:
                 raise _truncated(path, f"tifffile could not parse it: {exc}") from exc
             try:
                 with tif:
-                    return self._open(tif, path, stamp, deinterleave, axes, scanimage, series, log)
+                    return self._open(
+                        tif, path, stamp, deinterleave, axes, scanimage, series, plain, log
+                    )
             except InvalidInputError:
                 raise
             except Exception as exc:
@@ -507,50 +861,56 @@ class TiffReader(Reader):
         deinterleave: int,
         axes: str | None,
         scanimage: bool,
-        series_index: int,
+        series_index: int | None,
+        plain: bool,
         log: list[str],
     ) -> LazyFrames:
-        if not tif.series:
+        all_series = tif.series
+        if not all_series:
             raise _truncated(path, "no image pages were found")
-        if not 0 <= series_index < len(tif.series):
-            msg = (
-                f"TIFF file '{path}' has {len(tif.series)} image series; series={series_index} "
-                "does not exist"
-            )
-            raise InvalidInputError(msg)
-        series = tif.series[series_index]
-        n_elems = int(np.prod(series.shape))
-        contiguous = _check_complete(tif, series, n_elems, log, path)
-        ax = _semantic_axes(tif, series, axes, path)
-        outer_shape, kinds, plane_shape, perm = _layout(tif, series, ax, path)
+        n_series = len(all_series)
+        if series_index is not None:
+            if isinstance(series_index, bool) or not 0 <= int(series_index) < n_series:
+                msg = (
+                    f"TIFF file '{path}' has {n_series} image series (0..{n_series - 1}); "
+                    f"series={series_index!r} does not exist. Its series: "
+                    f"{_list_series(all_series, range(n_series))}"
+                )
+                raise InvalidInputError(msg)
+            chosen = [int(series_index)]
+            reason = "given with series="
+        else:
+            chosen, reason = _choose_series(tif, all_series, axes, path)
+        layouts = []
+        for i in chosen:
+            s_i = all_series[i]
+            n_elems = int(np.prod(s_i.shape))
+            contiguous = _check_complete(tif, s_i, n_elems, log, path)
+            ax = _semantic_axes(tif, s_i, axes, path)
+            layouts.append((i, contiguous, ax, *_layout(tif, s_i, ax, path)))
+        if series_index is None:
+            _check_all_pages_read(tif, all_series, chosen, path, plain)
 
+        first = all_series[chosen[0]]
         meta: dict[str, Any] = {
             "source": path,
             "format": self.name,
             "files": [path],
-            "tiff_axes": ax,
-            "tiff_series_kind": series.kind,
+            "tiff_axes": layouts[0][2],
+            "tiff_series_kind": first.kind,
         }
+        if n_series > 1 or series_index is not None:
+            meta["dataset"] = _series_label(chosen, n_series)
+            meta["dataset_reason"] = reason
+            meta["tiff_series"] = list(chosen)
         meta.update(_resolution_metadata(tif))
         if tif.is_imagej:
             meta.update({k: v for k, v in _imagej_metadata(tif).items() if v is not None})
         if tif.is_ome:
-            ome = _ome_metadata(tif, series_index)
+            ome = _ome_metadata(tif, chosen[0])
             meta.update({k: v for k, v in ome.items() if v is not None})
 
-        frames = TiffFrames(
-            path=path,
-            stamp=stamp,
-            series_index=series_index,
-            outer_shape=outer_shape,
-            outer_kinds=kinds,
-            plane_shape=plane_shape,
-            plane_perm=perm,
-            page_elems=int(np.prod(series.keyframe.shape)),
-            contiguous=contiguous,
-            dtype=series.dtype,
-            metadata=meta,
-        )
+        frames = _series_frames(tif, all_series, layouts, path, stamp, plain, meta)
 
         n = int(deinterleave)
         names = meta.get("channel_names")

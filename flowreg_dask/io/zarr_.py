@@ -11,8 +11,10 @@ What is read
 * A plain **array** uses its ``dimension_names`` (v3) or ``_ARRAY_DIMENSIONS`` attribute
   (xarray's v2 convention) when they are recognised names (``t``/``time``, ``z``, ``y``, ``x``,
   ``c``/``channel``), else ``axes=``, else (T, H, W[, C]).
-* A plain **group**: ``dataset="path/in/group"``, or the discovery of the HDF5 reader (``ch1``,
-  ``ch2``, ... / ``mov``, ``data`` / largest 3-D or 4-D array).
+* A plain **group**: ``dataset="path/in/group"`` (CLI ``--dataset``), or the unambiguous
+  discovery of the HDF5 reader (see :mod:`flowreg_dask.io.hdf5`): the one numeric 3-D/4-D
+  array, channel-numbered arrays ``ch1``, ``ch2``, ... counting as one; several candidates are
+  refused with a list of them, never chosen silently.
 
 A ``z`` axis of size 1 is dropped; a larger one is flattened into frames (t major, z minor)
 with a :class:`~flowreg_dask.errors.FlowRegWarning`.
@@ -171,7 +173,15 @@ class ZarrReader(Reader):
             name: (tuple(arr.shape), arr.dtype if np.dtype(arr.dtype).kind in "uif" else None)
             for name, arr in arrays.items()
         }
-        members = select_members(available, dataset, kind="Zarr", path=path)
+        members, reason = select_members(
+            available,
+            dataset,
+            kind="Zarr",
+            path=path,
+            ndims=(3, 4) if axes is None else (len(str(axes).strip()),),
+            member_word="array",
+        )
+        meta["dataset_reason"] = reason
         return self._from_arrays(path, members, arrays, axes, meta)
 
     def _from_arrays(
@@ -247,6 +257,9 @@ class ZarrReader(Reader):
             raise InvalidInputError(msg)
         meta["ome_version"] = version
         meta["dataset"] = member
+        meta["dataset_reason"] = f"OME-Zarr resolution level {level}" + (
+            " (full resolution)" if level == 0 else ""
+        )
         if axes_meta and not isinstance(axes_meta[0], str):
             scale = _scale_of(multiscale, datasets[level], len(shape))
             for i, a in enumerate(axes_meta):
