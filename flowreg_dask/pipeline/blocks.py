@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from ..preprocess.filters import smooth_frames
 STAT_NAMES = ("mean_disp", "max_disp", "mean_div", "mean_translation")
 INIT_WINDOW = 20  # frames before t whose coarse flows initialise frame t
 INIT_STRIDE = 4  # ... of which those at absolute positions s % INIT_STRIDE == 0 take part
-INIT_SIZE = 64  # coarse flows are estimated on frames shrunk to at most this many pixels
+INIT_SIZE = 32  # coarse flows are estimated on frames shrunk to at most this many pixels
 INIT_MIN_SIZE = 16  # ... but never below this on the shorter side
 _SUB_BATCH = 32  # frames per call of a batched (GPU) backend
 
@@ -136,31 +137,33 @@ def _init_groups(start: int, stop: int) -> list[tuple[int, int]]:
 def span_flows(
     proc: np.ndarray,
     *,
-    first: int,
     start: int,
     ref_proc: np.ndarray,
     params: FlowParams,
     update_init: bool,
+    halo: Mapping[int, np.ndarray | None] | None = None,
     skip: np.ndarray | None = None,
     backend: str = "numba",
     backend_params: dict | None = None,
 ) -> np.ndarray:
-    """Flows of frames ``start .. first + len(proc)`` of the recording.
+    """Flows of frames ``start .. start + len(proc)`` of the recording.
 
     Parameters
     ----------
     proc : ndarray
-        (L + T, H, W, C) pre-processed frames ``first .. start + T`` of the recording: ``L =
-        start - first`` leading halo frames (those the initial flows need), then the T frames.
-    first, start : int
-        Absolute index of ``proc[0]`` and of the first frame to register.
+        (T, H, W, C) pre-processed frames ``start .. start + T``.
+    start : int
+        Absolute index of ``proc[0]``.
     ref_proc : ndarray
         (H, W, C) pre-processed reference.
     update_init : bool
         Initialise each frame from the coarse flows of the frames before it (the rule in the
         module docstring); False: every frame starts from zero flow.
+    halo : mapping of int to ndarray or None, optional
+        The pre-processed frames before ``start`` that the initial flows need
+        (:func:`init_positions`), by absolute index; None for a degenerate frame.
     skip : ndarray of bool, optional
-        (L + T,) degenerate frames: zero flow, never solved, zero coarse flow.
+        (T,) degenerate frames: zero flow, never solved, zero coarse flow.
     backend, backend_params
         Flow backend of the registration (:func:`flowreg_dask.core.solver.make_estimator`); the
         coarse initial flows are always estimated with numba.
@@ -170,22 +173,25 @@ def span_flows(
     ndarray
         (T, H, W, 2) float32 flows.
     """
-    stop = first + proc.shape[0]
-    skip = np.zeros(proc.shape[0], bool) if skip is None else np.asarray(skip, bool)
+    n = proc.shape[0]
+    stop = start + n
+    skip = np.zeros(n, bool) if skip is None else np.asarray(skip, bool)
     estimator = make_estimator(ref_proc, params, backend, **(backend_params or {}))
-    flows = np.zeros((stop - start,) + proc.shape[1:3] + (2,), np.float32)
+    flows = np.zeros(proc.shape[:3] + (2,), np.float32)
     if not update_init:
-        rows = np.flatnonzero(~skip[start - first :])
+        rows = np.flatnonzero(~skip)
         if rows.size:
-            flows[rows] = estimator.flows(proc[start - first + rows])
+            flows[rows] = estimator.flows(proc[rows])
         return flows
     init = InitialFlows(ref_proc, params)
+    halo = dict(halo or {})
 
     @functools.cache
     def coarse(s: int) -> np.ndarray:
-        if skip[s - first]:
+        frame = halo[s] if s < start else (None if skip[s - start] else proc[s - start])
+        if frame is None:
             return np.zeros(init.small + (2,), np.float32)
-        return init.coarse_flow(proc[s - first])
+        return init.coarse_flow(frame)
 
     def guess(t: int) -> np.ndarray | None:
         positions = init_positions(t)
@@ -201,20 +207,19 @@ def span_flows(
     def flush() -> None:
         if not pending:
             return
-        frames = [t for ts, _ in pending for t in ts]
-        rows = np.asarray(frames) - start
+        rows = np.asarray([t for ts, _ in pending for t in ts]) - start
         if batch == 1:  # one run of frames sharing one initial flow (or none)
-            flows[rows] = estimator.flows(proc[np.asarray(frames) - first], pending[0][1])
+            flows[rows] = estimator.flows(proc[rows], pending[0][1])
         else:
             hw2 = proc.shape[1:3] + (2,)
             stacked = np.stack(
                 [np.zeros(hw2, np.float32) if g is None else g for ts, g in pending for _ in ts]
             )
-            flows[rows] = estimator.flows(proc[np.asarray(frames) - first], stacked)
+            flows[rows] = estimator.flows(proc[rows], stacked)
         pending.clear()
 
     for a, b in _init_groups(start, stop):
-        todo = [t for t in range(a, b) if not skip[t - first]]
+        todo = [t for t in range(a, b) if not skip[t - start]]
         if todo:
             pending.append((todo, guess(a)))
         if sum(len(ts) for ts, _ in pending) >= batch:
@@ -295,31 +300,42 @@ def register_span(
         (T, H, W) bool and the per-frame statistics (T,) float64, for the T = stop - start frames.
     """
     last = first + raw.shape[0]
-    need_lo = max(0, start - init_halo(update_init) - depth_t)
+    lo = max(0, start - init_halo(update_init))
+    need_lo = max(0, lo - depth_t)
     need_hi = min(n_frames, stop + depth_t)
     if first > need_lo or last < need_hi:
         raise ValueError(
             f"register_span: frames {first}..{last - 1} given, {need_lo}..{need_hi - 1} needed"
         )
-    # pre-process from the first frame the initial flows need; the temporal filter is exact for
-    # every frame that has depth_t true neighbours in ``raw`` or sits at the recording's ends
-    lo = max(0, start - init_halo(update_init))
-    proc = preprocess_block(
-        raw[need_lo - first : need_hi - first],
-        vmin=vmin,
-        vmax=vmax,
-        sigma=sigma,
-        temporal=depth_t > 0,
-    )[lo - need_lo : stop - need_lo]
+    pre = functools.partial(preprocess_block, vmin=vmin, vmax=vmax, sigma=sigma)
+    # the temporal filter is exact for every frame that has depth_t true neighbours in what it
+    # is given, or that sits at the recording's ends
+    a = max(0, start - depth_t)
+    proc = pre(raw[a - first : need_hi - first], temporal=depth_t > 0)[start - a : stop - a]
     core = raw[start - first : stop - first]
+    halo: dict[int, np.ndarray | None] = {}
+    wanted = list(init_positions(start)) if update_init else []  # all halo frames any t uses
+    if wanted:
+        if depth_t == 0:
+            picked = raw[np.asarray(wanted) - first]
+            smoothed = pre(picked, temporal=False)
+        else:  # the halo frames with their temporal neighbours
+            b = min(n_frames, wanted[-1] + 1 + depth_t)
+            smoothed = pre(raw[need_lo - first : b - first])[np.asarray(wanted) - need_lo]
+            picked = raw[np.asarray(wanted) - first]
+        flat = degenerate_frames(picked)
+        halo = {
+            s: (None if f else smoothed[k])
+            for k, (s, f) in enumerate(zip(wanted, flat, strict=True))
+        }
     flows = span_flows(
         proc,
-        first=lo,
         start=start,
         ref_proc=ref_proc,
         params=params,
         update_init=update_init,
-        skip=degenerate_frames(raw[lo - first : stop - first]),
+        halo=halo,
+        skip=degenerate_frames(core),
         backend=backend,
         backend_params=backend_params,
     )

@@ -194,8 +194,8 @@ def _overlap_task(
         valid=out["valid"],
         stats={k: out[k] for k in STAT_NAMES},
     )
-    done = np.empty(1, object)
-    done[0] = ChunkWritten(i, stop - start)
+    done = np.empty((1, 1, 1, 1), object)
+    done[0, 0, 0, 0] = ChunkWritten(i, stop - start)
     return done
 
 
@@ -219,7 +219,6 @@ def _map_chunks(data: da.Array, prep: Prepared, *, store, chunks, meta) -> da.Ar
         boundary="none",
         trim=False,
         allow_rechunk=False,
-        drop_axis=[1, 2, 3],
         chunks=chunks,
         meta=meta,
         bounds=tuple(bounds_from_chunks(chunks_t)),
@@ -230,19 +229,26 @@ def _map_chunks(data: da.Array, prep: Prepared, *, store, chunks, meta) -> da.Ar
 
 
 def registration_blocks(data: da.Array, prep: Prepared) -> da.Array:
-    """A 1-D dask array over ``t`` whose blocks are dicts of the chunk's outputs.
+    """A dask array chunked along ``t`` like ``data`` (one element across y, x, c) whose blocks
+    are dicts of the chunk's outputs.
 
     Only use the result through :func:`split_outputs` or a ``map_blocks`` that reads the dicts.
+    The array keeps the input's four dimensions: dropping axes would make dask concatenate (copy)
+    every input block first.
     """
     return _map_chunks(
-        data, prep, store=None, chunks=(data.chunks[0],), meta=np.empty((0,), dtype=object)
+        data,
+        prep,
+        store=None,
+        chunks=(data.chunks[0], (1,), (1,), (1,)),
+        meta=np.empty((0, 0, 0, 0), dtype=object),
     )
 
 
 def chunk_writes(data: da.Array, prep: Prepared, store) -> da.Array:
     """One task per time chunk that registers it and writes it to ``store`` (a
-    :class:`~flowreg_dask.store.zarr_store.CorrectedStore`); each returns a one-element object
-    array holding a :class:`ChunkWritten`.
+    :class:`~flowreg_dask.store.zarr_store.CorrectedStore`); each returns a one-element
+    (1, 1, 1, 1) object array holding a :class:`ChunkWritten`.
 
     Registration and writing share a task, so only that record leaves the worker.
     """
@@ -250,12 +256,16 @@ def chunk_writes(data: da.Array, prep: Prepared, store) -> da.Array:
         data,
         prep,
         store=store,
-        chunks=((1,) * len(data.chunks[0]),),
-        meta=np.empty((0,), dtype=object),
+        chunks=((1,) * len(data.chunks[0]), (1,), (1,), (1,)),
+        meta=np.empty((0, 0, 0, 0), dtype=object),
     )
 
 
 def _take(block: dict, key: str) -> np.ndarray:
+    """One output of a chunk's dict; ``<name>_4d`` gives it as a 4-D block (trailing axes 1)."""
+    if key.endswith("_4d"):
+        value = block[key[:-3]]
+        return value.reshape(value.shape + (1,) * (4 - value.ndim))
     return block[key]
 
 
@@ -263,29 +273,15 @@ def split_outputs(blocks: da.Array, shape: tuple[int, int, int, int], out_dtype)
     """Lazy per-output arrays from :func:`registration_blocks`."""
     _, h, w, c = shape
     ct = blocks.chunks[0]
+
+    def take(key: str, chunks: tuple, dtype) -> da.Array:
+        return blocks.map_blocks(_take, key, chunks=chunks, meta=np.empty((0, 0, 0, 0), dtype))
+
     out = {
-        "corrected": blocks.map_blocks(
-            _take,
-            "corrected",
-            chunks=(ct, (h,), (w,), (c,)),
-            new_axis=[1, 2, 3],
-            meta=np.empty((0, 0, 0, 0), out_dtype),
-        ),
-        "flow": blocks.map_blocks(
-            _take,
-            "flow",
-            chunks=(ct, (h,), (w,), (2,)),
-            new_axis=[1, 2, 3],
-            meta=np.empty((0, 0, 0, 0), np.float32),
-        ),
-        "valid": blocks.map_blocks(
-            _take,
-            "valid",
-            chunks=(ct, (h,), (w,)),
-            new_axis=[1, 2],
-            meta=np.empty((0, 0, 0), bool),
-        ),
+        "corrected": take("corrected", (ct, (h,), (w,), (c,)), out_dtype),
+        "flow": take("flow", (ct, (h,), (w,), (2,)), np.float32),
+        "valid": take("valid_4d", (ct, (h,), (w,), (1,)), bool)[..., 0],
     }
     for name in STAT_NAMES:
-        out[name] = blocks.map_blocks(_take, name, meta=np.empty((0,), np.float64))
+        out[name] = take(f"{name}_4d", (ct, (1,), (1,), (1,)), np.float64)[:, 0, 0, 0]
     return out
