@@ -104,6 +104,8 @@ class _Buffers:
     ring: np.ndarray  # (N, H, W, C) float32 pre-processed frames (N = temporal taps)
     smoothed: np.ndarray  # (H, W, C) float32 temporally filtered frame (when N > 1)
     scratch: np.ndarray  # (H, W, C) float32
+    planes: np.ndarray  # (C, H, W) float32 channel planes of the frame (C > 1)
+    plane_shape: tuple[int, int, int, int]  # (1, H, W, 1): a plane as a one-channel stack
 
     @classmethod
     def allocate(cls, shape: tuple[int, int, int], n_taps: int) -> _Buffers:
@@ -117,6 +119,8 @@ class _Buffers:
             ring=np.zeros((n_taps, h, w, nc), f32),
             smoothed=np.empty((h, w, nc), f32),
             scratch=np.empty((h, w, nc), f32),
+            planes=np.empty((nc if nc > 1 else 0, h, w), f32),
+            plane_shape=(1, h, w, 1),
         )
 
 
@@ -296,6 +300,8 @@ class FlowRegLive:
         else:
             arr = np.asarray(frames)
             _check_frame_dtype(arr, "frames")
+            if arr.dtype == np.float16:  # the filter kernels read float32
+                arr = arr.astype(np.float32)
             if arr.ndim == 2:
                 stack, squeeze_c = arr[None, :, :, None], True
             elif arr.ndim == 3:
@@ -414,16 +420,20 @@ class FlowRegLive:
         """Normalise (H, W, C) ``frame`` with ``norm`` = (offsets, scales) per channel and smooth
         it spatially into ``out`` (H, W, C) float32 (the scaling is fused into the row pass)."""
         b = self._bufs
-        src = frame[None]
         lo, scale = norm
-        single = out.shape[2] == 1
-        for c in range(out.shape[2]):
-            _gauss.filter_rows_normalised(src, c, lo[c], scale[c], self._taps_rows[c], b.rows)
-            if single:
-                _gauss.filter_cols(b.rows, self._taps_cols[c], out.reshape(b.cols.shape))
-            else:
-                _gauss.filter_cols(b.rows, self._taps_cols[c], b.cols)
-                out[..., c] = b.cols[0]
+        rows, cols = self._taps_rows, self._taps_cols
+        nc = out.shape[2]
+        if nc == 1:
+            _gauss.filter_rows_normalised(frame[None], 0, lo[0], scale[0], rows[0], b.rows)
+            _gauss.filter_cols(b.rows, cols[0], out.reshape(b.cols.shape))
+            return
+        # channel planes first: the row filter reads a contiguous plane (3-4x faster than strided)
+        np.copyto(b.planes, frame.transpose(2, 0, 1), casting="unsafe")
+        for c in range(nc):
+            plane = b.planes[c].reshape(b.plane_shape)
+            _gauss.filter_rows_normalised(plane, 0, lo[c], scale[c], rows[c], b.rows)
+            _gauss.filter_cols(b.rows, cols[c], b.cols)
+            out[..., c] = b.cols[0]
 
     def _set_range(self, vmin: np.ndarray, vmax: np.ndarray) -> None:
         """Store the normalisation range (C,) and its float32 (offset, scale) per channel."""

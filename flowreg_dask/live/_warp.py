@@ -118,8 +118,12 @@ def warp_frame(img, flow, fill, order, to_int, lo, hi, out):
                 else:  # replicate border
                     xs = (_clampi(x0 - 1, w), x0, _clampi(x0 + 1, w), _clampi(x0 + 2, w))
                     ys = (_clampi(y0 - 1, h), y0, _clampi(y0 + 1, h), _clampi(y0 + 2, h))
-                if nc == 1:  # a constant channel index lets the compiler keep the taps in registers
+                # constant channel indices let the compiler keep the weights in registers
+                if nc == 1:
                     _store(out, y, x, 0, _cubic_at(img, 0, xs, ys, wx, wy), to_int, lo, hi)
+                elif nc == 2:
+                    _store(out, y, x, 0, _cubic_at(img, 0, xs, ys, wx, wy), to_int, lo, hi)
+                    _store(out, y, x, 1, _cubic_at(img, 1, xs, ys, wx, wy), to_int, lo, hi)
                 else:
                     for c in range(nc):
                         _store(out, y, x, c, _cubic_at(img, c, xs, ys, wx, wy), to_int, lo, hi)
