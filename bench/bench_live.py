@@ -10,6 +10,9 @@ frames). The table shows
 * ``ms/frame`` split into pre-filter (normalise + Gaussian), flow (the engine's
   ``FlowEstimator.flow``), warp (the registered frame), reference update (amortised over all
   frames) and the rest (checks, buffers, Python), from one extra instrumented run;
+* ``engine``: ms/frame of the bare engine (``FlowEstimator.flow`` warm-started with the previous
+  flow) on the same frames pre-processed beforehand, median of runs interleaved with the live
+  runs; ``added`` = live minus engine, what the live corrector costs on top of the engine;
 * ``EPE live`` / ``EPE offline``: mean endpoint error (px) against the ground truth, 10 px border
   excluded, of the live flows and of ``compensate_arr(movie, reference, fast preset)`` on the same
   frames (only with ``--epe``; offline is run once per size and channel count).
@@ -56,6 +59,23 @@ def run_once(live, reference: np.ndarray, movie: np.ndarray) -> tuple[float, np.
     for t in range(movie.shape[0]):
         _, flows[t] = live(movie[t])
     return time.perf_counter() - t0, flows
+
+
+def run_engine(live, reference: np.ndarray, movie: np.ndarray) -> float:
+    """Seconds of the bare engine on the same frames: ``FlowEstimator.flow`` with the previous
+    flow as initial flow, on frames pre-processed beforehand (what the live corrector adds is the
+    difference to :func:`run_once`)."""
+    from flowreg_dask.preprocess import smooth_frames
+
+    live.set_reference(reference)
+    lo, hi = live.normalization_range
+    proc = smooth_frames(movie, live.options.sigma, temporal=False, vmin=lo, vmax=hi)
+    estimator = live._estimator
+    flow = None
+    t0 = time.perf_counter()
+    for t in range(proc.shape[0]):
+        flow = estimator.flow(proc[t], flow)
+    return time.perf_counter() - t0
 
 
 def breakdown(live, reference: np.ndarray, movie: np.ndarray) -> dict[str, float]:
@@ -123,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     from flowreg_dask import FlowRegLive, OFOptions, compensate_arr
 
     header = (
-        f"{'size':>9} {'C':>2} {'dtype':>8} {'fps':>7} {'ms':>6} | {'pre':>5} {'flow':>5} "
-        f"{'warp':>5} {'upd':>5} {'other':>5} | {'EPE live':>8} {'offline':>8}"
+        f"{'size':>9} {'C':>2} {'dtype':>8} {'fps':>7} {'ms':>6} {'engine':>6} {'added':>5} | "
+        f"{'pre':>5} {'flow':>5} {'warp':>5} {'upd':>5} {'other':>5} | {'EPE live':>8} "
+        f"{'offline':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -142,13 +163,19 @@ def main(argv: list[str] | None = None) -> None:
                 live = FlowRegLive()
                 live.set_reference(rec.reference)
                 live(movie[0])  # compile outside the timed runs
-                runs = [run_once(live, rec.reference, movie) for _ in range(args.repeats)]
+                runs, engine = [], []
+                for _ in range(args.repeats):  # interleaved, so both see the same load
+                    runs.append(run_once(live, rec.reference, movie))
+                    engine.append(run_engine(live, rec.reference, movie))
                 seconds = float(np.median([r[0] for r in runs]))
+                ms_engine = 1e3 * float(np.median(engine)) / args.frames
+                ms_live = 1e3 * seconds / args.frames
                 parts = breakdown(live, rec.reference, movie)
                 err = epe(runs[0][1], rec.flow)
                 print(
                     f"{size:>4}x{size:<4} {n_channels:>2} {dtype:>8} {args.frames / seconds:7.1f} "
-                    f"{1e3 * seconds / args.frames:6.2f} | {parts['prefilter']:5.2f} "
+                    f"{ms_live:6.2f} {ms_engine:6.2f} {ms_live - ms_engine:5.2f} | "
+                    f"{parts['prefilter']:5.2f} "
                     f"{parts['flow']:5.2f} {parts['warp']:5.2f} {parts['update']:5.2f} "
                     f"{parts['other']:5.2f} | {err:8.3f} {offline:8.3f}",
                     flush=True,
