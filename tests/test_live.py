@@ -413,3 +413,10 @@ def test_warp_frame_boundary_positions():
         want, _ = naive.warp(img, flow[..., 0], flow[..., 1], np.zeros_like(img), order)
         got = _kernel(img, flow, np.zeros_like(img), order, np.float32)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_warp_frame_kernels_use_the_shared_flags():
+    from flowreg_dask.live import _warp
+
+    for name in ("warp_frame", "_cubic_at", "_cubic_weights", "_store", "_clampi"):
+        assert getattr(_warp, name).targetoptions.get("nogil") is True, name
