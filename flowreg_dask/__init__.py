@@ -34,6 +34,7 @@ _LAZY = {
     "plot": "flowreg_dask.plot",
     "report": "flowreg_dask.report",
     "export_result": "flowreg_dask.store.export",
+    "FlowRegLive": "flowreg_dask.live",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

