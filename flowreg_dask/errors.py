@@ -15,7 +15,10 @@ __all__ = [
     "IncompleteStoreError",
     "OutputExistsError",
     "BackendUnavailableError",
+    "StoreLockedError",
+    "RunInterruptedError",
     "FlowRegWarning",
+    "warn_user",
 ]
 
 
@@ -51,5 +54,21 @@ class BackendUnavailableError(FlowRegError, RuntimeError):
     """The requested compute backend (e.g. ``cupy``) cannot be used on this machine."""
 
 
+class StoreLockedError(FlowRegError, BlockingIOError):
+    """Another run is writing the same output store (the message names it)."""
+
+
+class RunInterruptedError(FlowRegError, RuntimeError):
+    """A run stopped before it finished (Ctrl-C, full disk, a failed worker); what was written
+    is kept and the message says how to resume."""
+
+
 class FlowRegWarning(UserWarning):
     """Warnings emitted by flowreg_dask (clipped indices, fallbacks, ...)."""
+
+
+def warn_user(message: str, stacklevel: int = 3) -> None:
+    """Emit a :class:`FlowRegWarning` pointing at the caller's caller."""
+    import warnings
+
+    warnings.warn(message, FlowRegWarning, stacklevel=stacklevel)

@@ -71,6 +71,7 @@ QualitySetting = Literal["quality", "balanced", "fast", "custom"]
 ConstancyAssumption = Literal["gc", "gray", "cs"]
 ChannelNormalization = Literal["joint", "separate"]
 InterpolationMethod = Literal["cubic", "linear", "nearest"]
+NonfinitePolicy = Literal["error", "reference"]
 FlowBackend = Literal["numba", "cupy"]
 OutputFormat = Literal[
     "zarr",
@@ -112,6 +113,7 @@ _NORMALIZATION_CHOICES: tuple[str, ...] = ("joint", "separate")
 _NORMALIZATION_ALIASES = {"together": "joint"}
 _INTERPOLATION_CHOICES: tuple[str, ...] = ("cubic", "linear", "nearest")
 _INTERPOLATION_ALIASES = {"bicubic": "cubic", "bilinear": "linear", "nearest_neighbor": "nearest"}
+_NONFINITE_CHOICES: tuple[str, ...] = ("error", "reference")
 _BACKEND_CHOICES: tuple[str, ...] = ("numba", "cupy")
 _BACKEND_ALIASES = {"flowreg": "numba", "cpu": "numba", "flowreg_cuda": "cupy", "cuda": "cupy"}
 _FORMAT_CHOICES: tuple[str, ...] = (
@@ -703,6 +705,14 @@ class OFOptions(_StrictModel):
             "'nearest'."
         ),
     )
+    nonfinite: NonfinitePolicy = Field(
+        default="error",
+        description=(
+            "NaN/Inf in a float recording: 'error' refuses the recording before anything is "
+            "written, naming the frames; 'reference' replaces those pixels by the raw reference's "
+            "(and leaves such frames out of the reference), with a warning naming the frames."
+        ),
+    )
     cc_initialization: bool = Field(
         default=False,
         description="Rigid phase-correlation pre-alignment of every frame before the optical flow.",
@@ -1053,6 +1063,11 @@ class OFOptions(_StrictModel):
         return _choice(
             "interpolation_method", value, _INTERPOLATION_CHOICES, _INTERPOLATION_ALIASES
         )
+
+    @field_validator("nonfinite", mode="before")
+    @classmethod
+    def _v_nonfinite(cls, value: Any) -> str:
+        return _choice("nonfinite", value, _NONFINITE_CHOICES, {})
 
     @field_validator("flow_backend", mode="before")
     @classmethod

@@ -57,6 +57,7 @@ def _all_changed(tmp_path: Path) -> OFOptions:
         sigma=[[1.5, 2.0, 0.0], [0.5, 0.25, 1.0], [3.0, 3.0, 0.1]],
         channel_normalization="separate",
         interpolation_method="linear",
+        nonfinite="reference",
         cc_initialization=True,
         cc_hw=(64, 128),
         cc_up=4,

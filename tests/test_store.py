@@ -159,7 +159,8 @@ def test_round_trip_values_dims_dtypes(complete_store: Path, data: dict[str, Any
 
 def test_ome_zarr_metadata(complete_store: Path) -> None:
     root = zarr.open_group(complete_store, mode="r")
-    ome = root.attrs["ome"]
+    assert root.attrs["ome"] == {"version": "0.5", "bioformats2raw.layout": 3}
+    ome = root["0"].attrs["ome"]
     assert ome["version"] == "0.5"
     (ms,) = ome["multiscales"]
     assert [a["name"] for a in ms["axes"]] == ["t", "c", "y", "x"]
@@ -172,7 +173,7 @@ def test_ome_zarr_metadata(complete_store: Path) -> None:
     assert scale["type"] == "scale"
     np.testing.assert_allclose(scale["scale"], [1 / 30.0, 1.0, 0.5, 0.5])
     assert [ch["label"] for ch in ome["omero"]["channels"]] == ["green", "red"]
-    arr = zarr.open_array(complete_store / "0", mode="r")
+    arr = zarr.open_array(complete_store / "0" / "0", mode="r")
     assert arr.metadata.zarr_format == 3
     assert arr.metadata.dimension_names == ("t", "c", "y", "x")
     assert arr.shape == (T, C, H, W)
@@ -185,49 +186,83 @@ def test_ome_zarr_metadata(complete_store: Path) -> None:
     assert record["chunk_bounds"] == [list(b) for b in BOUNDS]
 
 
+def test_ome_zarr_metadata_validates(complete_store: Path) -> None:
+    from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
+    from ome_zarr_models.v05.image import Image
+
+    root = zarr.open_group(complete_store, mode="r")
+    container = BioFormats2Raw.from_zarr(root)
+    assert container.ome_attributes.bioformats2raw_layout == 3
+    image = Image.from_zarr(root["0"])
+    (ms,) = image.ome_attributes.multiscales
+    assert [a.name for a in ms.axes] == ["t", "c", "y", "x"]
+    assert ms.datasets[0].path == "0"
+
+
+def test_napari_default_reader_opens_the_corrected_movie(complete_store: Path) -> None:
+    from napari.layers import Image
+    from napari_builtins.io._read import napari_get_reader
+
+    reader = napari_get_reader(str(complete_store))
+    layers = reader(str(complete_store))
+    (data,) = layers[0]
+    layer = Image(data)
+    assert tuple(layer.data.shape) == (T, C, H, W)
+    np.testing.assert_array_equal(
+        np.asarray(layer.data[3]), np.asarray(open_result(complete_store)["corrected"][3])
+    )
+
+
 def test_ome_metadata_without_units(tmp_path: Path, data: dict[str, Any]) -> None:
     store = create(tmp_path / "o.zarr", frame_rate=None, pixel_size=None, channel_names=None)
-    ms = zarr.open_group(store.path, mode="r").attrs["ome"]["multiscales"][0]
+    image = zarr.open_group(store.path, mode="r")["0"]
+    ms = image.attrs["ome"]["multiscales"][0]
     assert all("unit" not in a for a in ms["axes"])
     assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 1.0, 1.0]
-    assert "omero" not in zarr.open_group(store.path, mode="r").attrs["ome"]
+    assert "omero" not in image.attrs["ome"]
 
 
 def test_store_is_readable_by_plain_zarr_and_xarray(complete_store: Path) -> None:
     import xarray as xr
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the .flowreg folder must not trigger zarr warnings
+        warnings.simplefilter("error")  # no foreign file, no missing consolidated metadata
         members = dict(zarr.open_group(complete_store, mode="r").members())
-        ds = xr.open_zarr(complete_store, consolidated=False)
-    assert {"0", "flow", "valid", "reference", "stats"} <= set(members)
-    assert ds["0"].dims == ("t", "c", "y", "x")
+        ds = xr.open_zarr(complete_store)
+        image = xr.open_zarr(complete_store, group="0")
+    assert {"0", "flow", "valid", "reference", "stats", "chunk_done"} <= set(members)
+    assert sorted(p.name for p in complete_store.iterdir()) == sorted(
+        ["zarr.json", "0", "flow", "valid", "reference", "stats", "chunk_done"]
+    )  # nothing but zarr nodes
+    assert ds["flow"].dims == ("t", "component", "y", "x")
+    assert ds["chunk_done"].values.all()
+    assert image["0"].dims == ("t", "c", "y", "x")
 
 
 def test_chunk_and_shard_layout(tmp_path: Path) -> None:
     # buffer of 8 frames: one plain chunk (= one object) per pipeline chunk, no sharding needed
     store = create(tmp_path / "a.zarr")
-    arr = zarr.open_array(store.path / "0", mode="r")
+    arr = zarr.open_array(store.path / "0" / "0", mode="r")
     assert arr.shards is None and arr.chunks == (8, C, H, W)
     assert zarr.open_array(store.path / "stats" / "mean_disp", mode="r").chunks == (8,)
     # buffer of 12 frames: shard = pipeline chunk, inner chunks of 6 frames
     bounds = [(0, 12), (12, 24), (24, 30)]
     store = create(tmp_path / "b.zarr", chunk_bounds=bounds)
-    for name, tail in (("0", (C, H, W)), ("flow", (2, H, W)), ("valid", (H, W))):
+    for name, tail in (("0/0", (C, H, W)), ("flow", (2, H, W)), ("valid", (H, W))):
         arr = zarr.open_array(store.path / name, mode="r")
         assert arr.shards == (12, *tail)
         assert arr.chunks == (6, *tail)
     assert zarr.open_array(store.path / "stats" / "max_disp", mode="r").chunks == (12,)
     # irregular bounds: storage objects follow the gcd of the internal boundaries
     store = create(tmp_path / "c.zarr", chunk_bounds=[(0, 10), (10, 15), (15, 30)])
-    arr = zarr.open_array(store.path / "0", mode="r")
+    arr = zarr.open_array(store.path / "0" / "0", mode="r")
     assert arr.shards is None and arr.chunks == (5, C, H, W)
 
 
 def test_each_chunk_writes_only_its_own_objects(tmp_path: Path, data: dict[str, Any]) -> None:
     store = create(tmp_path / "o.zarr", chunk_bounds=[(0, 12), (12, 24), (24, 30)])
     write(store, data, 1)
-    for name in ("0", "flow", "valid", "stats/mean_disp"):
+    for name in ("0/0", "flow", "valid", "stats/mean_disp", "chunk_done"):
         objects = sorted(p.name for p in (store.path / name / "c").iterdir())
         assert objects == ["1"], name  # shard 1 only: chunk i is exactly shard i
 
@@ -248,21 +283,16 @@ def test_plan_time_layout_bounds_shard_size() -> None:
 # --------------------------------------------------------------------------------------------------
 # markers, incomplete stores, resume
 # --------------------------------------------------------------------------------------------------
-def test_done_markers(tmp_path: Path, data: dict[str, Any]) -> None:
+def test_done_flags(tmp_path: Path, data: dict[str, Any]) -> None:
     store = create(tmp_path / "o.zarr")
     assert store.done_chunks() == set() and store.status == "incomplete"
     write(store, data, 0)
     write(store, data, 2)
     assert store.done_chunks() == {0, 2}
     assert store.missing_chunks() == [1, 3]
-    marker = store.path / ".flowreg" / "chunks" / "2.done"
-    assert json.loads(marker.read_text()) | {"written_at": None} == {
-        "index": 2,
-        "start": 16,
-        "stop": 24,
-        "written_at": None,
-    }
-    assert sorted(os.listdir(marker.parent)) == ["0.done", "2.done", "zarr.json"]
+    flags = zarr.open_array(store.path / "chunk_done", mode="r")
+    assert flags[:].tolist() == [True, False, True, False]
+    assert sorted(p.name for p in (store.path / "chunk_done" / "c").iterdir()) == ["0", "2"]
     status = store_status(store.path)
     assert status["status"] == "incomplete"
     assert (status["chunks_done"], status["n_chunks"]) == (2, 4)
@@ -300,10 +330,10 @@ def test_resume_keeps_done_chunks(tmp_path: Path, data: dict[str, Any]) -> None:
     first = create(path)
     write(first, data, 0)
     write(first, data, 3)
-    # chunk 1 was being written when the run died: data there, no marker, stray temp file
+    # chunk 1 was being written when the run died: data there, no done flag, stray temp file
     write(first, data, 1)
-    (path / ".flowreg" / "chunks" / "1.done").unlink()
-    stray = path / "0" / "c" / "zarr.0123456789abcdef.partial"
+    (path / "chunk_done" / "c" / "1").unlink()
+    stray = path / "0" / "0" / "c" / "zarr.0123456789abcdef.partial"
     stray.write_bytes(b"half")
     del first
 
@@ -590,7 +620,7 @@ def test_float_data_into_integer_store_is_rounded_and_clipped(tmp_path: Path) ->
         valid=None,
         stats={k: np.zeros(8) for k in L.DEFAULT_STAT_NAMES},
     )
-    stored = zarr.open_array(store.path / "0", mode="r")[:8]
+    stored = zarr.open_array(store.path / "0" / "0", mode="r")[:8]
     assert stored.dtype == np.uint16
     assert stored[2, 0, 5, 5] == 11
     assert list(stored[0, :, 0, 0]) == [0, 65535]
@@ -605,7 +635,7 @@ def test_float_data_into_integer_store_is_rounded_and_clipped(tmp_path: Path) ->
         valid=None,
         stats={k: np.zeros(6) for k in L.DEFAULT_STAT_NAMES},
     )
-    stored = zarr.open_array(store.path / "0", mode="r")[24:]
+    stored = zarr.open_array(store.path / "0" / "0", mode="r")[24:]
     assert list(stored[0, :, 0, 0]) == [0, 65535] and stored[1, 0, 0, 0] == 7
     assert not (store.path / "flow").exists() and not (store.path / "valid").exists()
 

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from .._version import __version__
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 def _frames_arg(text: str) -> list[int]:
@@ -178,7 +190,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="quality preset (finest pyramid level solved: 0 / 4 / 6); default: quality",
     )
-    p.add_argument("--buffer-size", type=int, default=None, help="frames per time chunk")
+    p.add_argument(
+        "--buffer-size",
+        type=_positive_int,
+        default=None,
+        help="frames per time chunk (>= 1; sets how the work is cut, not the result)",
+    )
     p.add_argument(
         "--parallelization",
         choices=["sequential", "threading", "multiprocessing", "distributed"],
@@ -220,7 +237,7 @@ def _cmd_correct(args) -> int:
     updates = {}
     if args.quality:
         updates["quality_setting"] = args.quality
-    if args.buffer_size:
+    if args.buffer_size is not None:
         updates["buffer_size"] = args.buffer_size
     if args.reference_frames is not None:
         updates["reference_frames"] = args.reference_frames
@@ -438,13 +455,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_of(args: argparse.Namespace) -> str | None:
+    return getattr(args, "output", None) if getattr(args, "command", None) == "correct" else None
+
+
+def _kept(output: str | None) -> str:
+    """``"N of M chunks of OUT are kept"`` for an output store of an interrupted run."""
+    if not output:
+        return "what was finished is kept"
+    from ..store.zarr_store import store_status
+
+    try:
+        status = store_status(output)
+    except Exception:  # nothing written yet, or not a store
+        return f"nothing of {output} was written yet"
+    return f"{status['chunks_done']} of {status['n_chunks']} chunks of {output} are kept"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowreg-dask`` console script."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        command = " ".join(shlex.quote(a) for a in (["flowreg-dask"] + (argv or sys.argv[1:])))
+        print(
+            f"flowreg-dask: interrupted; {_kept(_output_of(args))}. Resume with: {command}",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(130)  # do not wait for the chunks still being registered by worker threads
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
-        print(f"flowreg-dask: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line
+        print(f"flowreg-dask: error: {message}", file=sys.stderr)
         return 2
 
 

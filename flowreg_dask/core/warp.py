@@ -25,6 +25,8 @@ def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
+        if dtype.itemsize >= 4:  # float32 cannot hold the bounds exactly (2**31 - 1 rounds up)
+            values = np.asarray(values, np.float64)
         return np.clip(np.rint(values), info.min, info.max).astype(dtype)
     if dtype.kind == "b":
         return values > 0.5

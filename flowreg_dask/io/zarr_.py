@@ -86,6 +86,28 @@ def _ome_attrs(group: Any) -> tuple[dict[str, Any] | None, str | None]:
     return None, None
 
 
+def _bioformats2raw_image(group: Any, path: str) -> Any | None:
+    """Image ``0`` of an OME-Zarr ``bioformats2raw.layout`` container (None for other groups).
+
+    Only a container with a single image is opened without asking; with several, the error lists
+    them (``dataset="1/0"`` picks the level-0 array of image 1)."""
+    ome = group.attrs.asdict().get("ome")
+    layout = ome.get("bioformats2raw.layout") if isinstance(ome, dict) else None
+    if layout is None:
+        layout = group.attrs.asdict().get("bioformats2raw.layout")
+    if layout is None:
+        return None
+    images = sorted(k for k in group.group_keys() if k.isdigit())
+    if len(images) != 1:
+        msg = (
+            f"OME-Zarr container '{path}' holds {len(images)} images ({', '.join(images)}); "
+            "choose one with dataset='<image>/0' (CLI --dataset)"
+        )
+        raise InvalidInputError(msg)
+    image = group[images[0]]
+    return image if _ome_attrs(image)[0] is not None else None
+
+
 def _scale_of(multiscale: dict[str, Any], dataset: dict[str, Any], ndim: int) -> np.ndarray:
     scale = np.ones(ndim)
     for transforms in (
@@ -163,6 +185,11 @@ class ZarrReader(Reader):
             return self._from_arrays(path, [""], {"": node}, axes, meta)
 
         ome, version = _ome_attrs(node)
+        if ome is None and dataset is None:
+            image = _bioformats2raw_image(node, path)
+            if image is not None:  # a container: its image 0 (flowreg_dask stores too)
+                ome, version = _ome_attrs(image)
+                return self._open_ome(path, image, ome, version, axes, level, meta, prefix="0/")
         if ome is not None and dataset is None:
             return self._open_ome(path, node, ome, version, axes, level, meta)
 
@@ -225,6 +252,7 @@ class ZarrReader(Reader):
         axes: str | None,
         level: int,
         meta: dict[str, Any],
+        prefix: str = "",
     ) -> ZarrFrames:
         multiscale = ome["multiscales"][0]
         datasets = multiscale.get("datasets") or []
@@ -256,6 +284,7 @@ class ZarrReader(Reader):
             msg = f"{where}: {len(ax)} axes in the metadata for a {len(shape)}-D array"
             raise InvalidInputError(msg)
         meta["ome_version"] = version
+        member = prefix + member
         meta["dataset"] = member
         meta["dataset_reason"] = f"OME-Zarr resolution level {level}" + (
             " (full resolution)" if level == 0 else ""

@@ -33,8 +33,8 @@ from .graph import (
     split_outputs,
     written_chunks,
 )
-from .progress import FrameProgress
-from .reference import check_reference_shape, resolve_reference
+from .progress import FrameProgress, note_first_compile
+from .reference import check_reference_shape, check_reference_source, resolve_reference
 from .run import Runner, runner
 
 __all__ = ["register", "compensate_recording", "compensate_arr"]
@@ -112,18 +112,35 @@ def _out_dtype(options: OFOptions, rec: xr.DataArray) -> np.dtype:
     return np.dtype(rec.dtype) if dt is None else dt
 
 
-def _reference_for(rec: xr.DataArray, options: OFOptions, reference: Any, run: Runner | None):
-    """The raw reference: ``reference`` if given, else built from ``options.reference_frames``."""
+def _reference_for(
+    rec: xr.DataArray,
+    options: OFOptions,
+    reference: Any,
+    run: Runner | None,
+    *,
+    show: bool = False,
+    skip: Any = (),
+):
+    """The raw reference: ``reference`` if given, else built from ``options.reference_frames``
+    (leaving out the frames ``skip``), with a progress bar when ``show``."""
     source = options.reference_frames if reference is None else reference
-    return resolve_reference(
-        rec,
-        source,
-        params=resolve_params(options, n_channels=rec.shape[-1]),
-        sigma=options.sigma,
-        channel_normalization=options.channel_normalization,
-        interpolation=options.interpolation_method,
-        runner=run,
-    )
+    if skip and isinstance(source, (list, tuple, range)):
+        source = [i for i in source if i not in set(skip)]
+    bar = FrameProgress(0, show=show, desc="reference (2 passes)")
+    try:
+        return resolve_reference(
+            rec,
+            source,
+            params=resolve_params(options, n_channels=rec.shape[-1]),
+            sigma=options.sigma,
+            channel_normalization=options.channel_normalization,
+            interpolation=options.interpolation_method,
+            runner=run,
+            on_frames=bar.advance,
+            on_start=bar.set_total,
+        )
+    finally:
+        bar.close()
 
 
 def _prepared(rec: xr.DataArray, options: OFOptions, ref_raw: np.ndarray) -> Prepared:
@@ -138,6 +155,7 @@ def _prepared(rec: xr.DataArray, options: OFOptions, ref_raw: np.ndarray) -> Pre
         update_init=options.update_initialization_w,
         backend=options.flow_backend,
         backend_params=options.backend_params,
+        nonfinite=options.nonfinite,
     )
 
 
@@ -297,10 +315,11 @@ def _output_paths(options: OFOptions, output: Any) -> tuple[Path, Path | None]:
         target = Path(options.output_path) / name
     if fmt in ("zarr", "null"):
         return (target if target.suffix == ".zarr" else target.with_suffix(".zarr")), None
-    from ..store.export import _resolve_format
+    from ..store.export import export_suffix
 
-    if not target.suffix and not _resolve_format(fmt).per_channel:
-        target = target.with_suffix(_resolve_format(fmt).suffix)
+    suffix = export_suffix(fmt)
+    if not target.suffix and suffix is not None:
+        target = target.with_suffix(suffix)
     return target.with_suffix(".zarr"), target
 
 
@@ -321,16 +340,6 @@ class _LocalCounter(dask.callbacks.Callback):
                     continue
                 self._seen.add(done.index)
             self._on_chunk(done.index, done.n_frames)
-
-
-def _read_chunk(store: CorrectedStore, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    import zarr
-
-    group = zarr.open_group(str(store.work_path), mode="r")
-    start, stop = bounds
-    corrected = np.moveaxis(np.asarray(group["0"][start:stop]), 1, -1)
-    flow = np.moveaxis(np.asarray(group["flow"][start:stop]), 1, -1) if store.save_flow else None
-    return corrected, flow
 
 
 def compensate_recording(
@@ -381,7 +390,28 @@ def compensate_recording(
         ``options.output_format`` is another format (``hdf5``, ``tiff``, ``mat``, ``caiman_hdf5``,
         ``suite2p``, ``suite2p_tiff``, ``npy``, ``multifile_*``), the exported file or folder; the
         OME-Zarr store it was exported from stays next to it (``<name>.zarr``).
+
+    Raises
+    ------
+    InvalidOptionError
+        Before anything is written: an output that is (or lies in) the input, reference frames
+        outside the recording, an export target that exists (without ``overwrite``).
+    InvalidInputError
+        Before anything is written: NaN/Inf in a float recording (``options.nonfinite="error"``).
+    StoreLockedError
+        Another run is writing the same output store.
+    OSError
+        The output cannot be written (e.g. a full disk); the message names the store and says
+        what was kept. Rerunning the same call resumes.
+
+    Notes
+    -----
+    A ``KeyboardInterrupt`` (Ctrl-C) stops the workers and keeps every finished chunk; rerunning
+    the same call resumes. The output store is locked (``<store>.lock``) while the run writes it.
     """
+    from ..store.lock import store_lock
+    from .checks import check_distinct, input_paths
+
     options = _as_options(options)
     config = config_for_backend(config or RegistrationConfig(), options.flow_backend)
     source = recording if recording is not None else options.input_file
@@ -391,16 +421,73 @@ def compensate_recording(
         )
     out_path, export_target = _output_paths(options, output)
     rec = _as_recording(source, options, config)
+    export_files: list[Path] = []
+    if export_target is not None:
+        from ..store.export import check_export
+
+        export_files = check_export(
+            out_path,
+            export_target,
+            format=options.output_format,
+            n_channels=rec.shape[-1],
+            overwrite=overwrite,
+        )
+    check_distinct(input_paths(rec, source), [out_path, *export_files])
+    check_reference_source(
+        options.reference_frames if reference is None else reference, rec.shape[0]
+    )
+    note_first_compile(config.progress)
+    with store_lock(out_path), runner(config) as run:
+        store = _checked_store(rec, options, run, reference, out_path, overwrite, resume)
+        try:
+            progress = _register_into(
+                store,
+                rec,
+                options,
+                config,
+                run,
+                reference,
+                callbacks=(progress_callback, w_callback, registered_callback),
+            )
+        except OSError as exc:
+            raise _kept_error(exc, store) from exc
+        store.finalize(extra_attrs={"frames_per_second": progress.frames_per_second})
+        if export_target is None:
+            return store.path
+        from ..store.export import export_result
+
+        return export_result(
+            store.path,
+            export_target,
+            format=options.output_format,
+            overwrite=overwrite,
+            include_flow=options.save_w or options.save_valid_idx,
+        )
+
+
+def _checked_store(rec, options, run, reference, out_path, overwrite, resume) -> CorrectedStore:
+    """The output store, created or resumed once the recording passed the value checks."""
+    from .checks import format_frames, nonfinite_frames, refuse_nonfinite
+
+    bad = nonfinite_frames(rec.data, run)
+    if options.nonfinite == "error":
+        refuse_nonfinite(bad, str(rec.attrs.get("source", "recording")))
+    elif bad.size:
+        warn_user(
+            f"recording: frames {format_frames(bad)} hold NaN/Inf values; those pixels are "
+            "replaced by the reference's (nonfinite='reference') and the frames are left out of "
+            "the reference",
+            stacklevel=4,
+        )
     n_frames, h, w, c = rec.shape
-    bounds = bounds_from_chunks(rec.data.chunks[0])
-    store = CorrectedStore.create(
+    return CorrectedStore.create(
         out_path,
         n_frames=n_frames,
         height=h,
         width=w,
         n_channels=c,
         dtype=_out_dtype(options, rec),
-        chunk_bounds=bounds,
+        chunk_bounds=bounds_from_chunks(rec.data.chunks[0]),
         save_flow=options.save_w,
         save_valid=options.save_valid_idx,
         run_fingerprint=_fingerprint(options, rec, reference),
@@ -408,55 +495,67 @@ def compensate_recording(
             "options": options.to_dict(),
             "software": f"flowreg_dask {__version__}",
             "input": str(rec.attrs.get("source", "<array>")),
+            "nonfinite_frames": bad.tolist(),
         },
         channel_names=rec.attrs.get("channel_names"),
         frame_rate=rec.attrs.get("frame_rate"),
         pixel_size=rec.attrs.get("pixel_size"),
+        reference_states=options.update_reference,
         overwrite=overwrite,
         resume=resume,
     )
-    with runner(config) as run:
-        ref_raw = _load_or_build_reference(store, rec, options, reference, run)
-        prep = _prepared(rec, options, ref_raw)
-        done = store.done_chunks()
-        todo = [i for i in range(len(bounds)) if i not in done]
-        progress = FrameProgress(
-            n_frames,
-            initial=sum(bounds[i][1] - bounds[i][0] for i in done),
-            show=config.progress,
-            callbacks=[progress_callback] if progress_callback else None,
-        )
 
-        def on_chunk(index: int, n: int) -> None:
-            progress.advance(n)
-            if w_callback is not None or registered_callback is not None:
-                corrected, flow = _read_chunk(store, bounds[index])
-                start, stop = bounds[index]
-                if registered_callback is not None:
-                    _safe_call(registered_callback, corrected, start, stop)
-                if w_callback is not None and flow is not None:
-                    _safe_call(w_callback, flow, start, stop)
 
-        try:
-            if options.update_reference:
-                _run_update_reference(rec, prep, store, todo, bounds, run, on_chunk)
-            elif todo:
-                writes = chunk_writes(rec.data, prep, store)
-                _run_writes(writes, todo, run, on_chunk)
-        finally:
-            progress.close()
-    store.finalize(reference=ref_raw, extra_attrs={"frames_per_second": progress.frames_per_second})
-    if export_target is None:
-        return store.path
-    from ..store.export import export_result
-
-    return export_result(
-        store.path,
-        export_target,
-        format=options.output_format,
-        overwrite=overwrite,
-        include_flow=options.save_w or options.save_valid_idx,
+def _register_into(store, rec, options, config, run, reference, *, callbacks) -> FrameProgress:
+    """Build (or reload) the reference, then register the chunks the store is missing."""
+    progress_callback, w_callback, registered_callback = callbacks
+    ref_raw = store.load_reference()
+    if ref_raw is None:
+        skip = store.metadata.get("nonfinite_frames") or []
+        ref_raw = _reference_for(rec, options, reference, run, show=config.progress, skip=skip)
+        store.save_reference(ref_raw)
+    prep = _prepared(rec, options, ref_raw)
+    bounds = store.chunk_bounds
+    done = store.done_chunks()
+    todo = [i for i in range(len(bounds)) if i not in done]
+    progress = FrameProgress(
+        rec.shape[0],
+        initial=sum(bounds[i][1] - bounds[i][0] for i in done),
+        show=config.progress,
+        callbacks=[progress_callback] if progress_callback else None,
     )
+
+    def on_chunk(index: int, n: int) -> None:
+        progress.advance(n)
+        if w_callback is not None or registered_callback is not None:
+            corrected, flow = store.read_chunk(index)
+            start, stop = bounds[index]
+            if registered_callback is not None:
+                _safe_call(registered_callback, corrected, start, stop)
+            if w_callback is not None and flow is not None:
+                _safe_call(w_callback, flow, start, stop)
+
+    try:
+        if options.update_reference:
+            _run_update_reference(rec, prep, store, todo, bounds, run, on_chunk)
+        elif todo:
+            _run_writes(chunk_writes(rec.data, prep, store), todo, run, on_chunk)
+    finally:
+        progress.close()
+    return progress
+
+
+def _kept_error(exc: OSError, store: CorrectedStore) -> OSError:
+    """The OSError of a failed write, naming the store, what was kept and how to resume."""
+    import errno
+
+    done, total = len(store.done_chunks()), store.n_chunks
+    what = "no space left on the device" if exc.errno == errno.ENOSPC else str(exc)
+    msg = (
+        f"writing {str(store.path)!r} failed: {what}. {done} of {total} chunks are kept; free "
+        "the cause and rerun the same command to resume."
+    )
+    return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
 
 
 def _safe_call(cb, *args) -> None:
@@ -468,19 +567,6 @@ def _safe_call(cb, *args) -> None:
         cb(*args)
     except Exception as exc:
         warnings.warn(f"callback {cb!r} raised {exc!r}", FlowRegWarning, stacklevel=2)
-
-
-def _load_or_build_reference(store, rec, options, reference, run) -> np.ndarray:
-    """The run's reference, saved in the store's work folder so a resumed run reuses it exactly."""
-    path = Path(store.work_path) / ".flowreg" / "reference.npy"
-    if path.exists():
-        return np.load(path)
-    ref = _reference_for(rec, options, reference, run)
-    tmp = path.with_suffix(".tmp.npy")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(tmp, ref)
-    tmp.replace(path)
-    return ref
 
 
 def _run_writes(writes: da.Array, todo: list[int], run: Runner, on_chunk) -> None:
@@ -505,15 +591,15 @@ def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chun
     the previous chunk (mean of its last <= 100 pre-processed frames warped by their flows).
 
     This is a sequential chain by construction, so its result depends on the chunk layout
-    (``buffer_size``), as in the reference implementation. The reference state after each chunk
-    is saved in the store's work folder, so a killed run resumes from the first missing chunk.
+    (``buffer_size``), as in the reference implementation. The reference after each chunk is
+    saved in the store before the chunk is marked done, so a killed run resumes from the first
+    missing chunk with the right reference.
     """
     from ..core.warp import warp
     from ..preprocess.filters import temporal_depth
-    from .blocks import preprocess_block
+    from .blocks import _finite, preprocess_block
     from .graph import register_chunk
 
-    state_dir = Path(store.work_path) / ".flowreg"
     n_frames = rec.shape[0]
     before, after = halo_depth(
         sigma=prep.sigma, n_channels=rec.shape[-1], update_init=prep.update_init
@@ -521,23 +607,16 @@ def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chun
     depth_t = temporal_depth(prep.sigma, rec.shape[-1])
     ref_proc = prep.ref_proc
     for i, (start, stop) in enumerate(bounds):
-        state = state_dir / f"reference_after_{i}.npy"
         if i not in todo:
-            if state.exists():
-                ref_proc = np.load(state)
+            state = store.load_state(i)
+            if state is not None:
+                ref_proc = state
             continue
         lo, hi = max(0, start - before), min(n_frames, stop + after)
         (raw,) = run.compute(rec.data[lo:hi])
-        raw = np.asarray(raw)
+        raw = _finite(np.asarray(raw), lo, prep.ref_raw, prep.nonfinite)
         out = register_chunk(
             raw, prep=prep, first=lo, start=start, stop=stop, n_frames=n_frames, ref_proc=ref_proc
-        )
-        store.write_chunk(
-            i,
-            corrected=out["corrected"],
-            flow=out["flow"],
-            valid=out["valid"],
-            stats={k: out[k] for k in STAT_NAMES},
         )
         last = max(start, stop - 100)
         a = max(lo, last - depth_t)
@@ -547,9 +626,14 @@ def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chun
         ref_proc = warp(
             proc, out["flow"][last - start :], fill=ref_proc, interpolation=prep.interpolation
         ).mean(axis=0)
-        tmp = state.with_suffix(".tmp.npy")
-        np.save(tmp, ref_proc)
-        tmp.replace(state)
+        store.save_state(i, ref_proc)
+        store.write_chunk(
+            i,
+            corrected=out["corrected"],
+            flow=out["flow"],
+            valid=out["valid"],
+            stats={k: out[k] for k in STAT_NAMES},
+        )
         on_chunk(i, stop - start)
 
 

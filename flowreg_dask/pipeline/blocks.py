@@ -252,6 +252,25 @@ def warp_frames(
     return out, valid.astype(bool)
 
 
+def _finite(raw: np.ndarray, first: int, ref_raw: np.ndarray, policy: str) -> np.ndarray:
+    """``raw`` with its NaN/Inf handled by ``policy`` (float frames only)."""
+    if raw.dtype.kind != "f":
+        return raw
+    bad = ~np.isfinite(raw)
+    if not bad.any():
+        return raw
+    if policy != "reference":
+        from ..errors import InvalidInputError
+        from .checks import format_frames
+
+        frames = first + np.flatnonzero(bad.reshape(raw.shape[0], -1).any(axis=1))
+        raise InvalidInputError(
+            f"recording: frames {format_frames(frames)} hold NaN or Inf values; replace them, or "
+            "pass nonfinite='reference' to fill them from the reference"
+        )
+    return np.where(bad, np.broadcast_to(ref_raw, raw.shape), raw)
+
+
 def register_span(
     raw: np.ndarray,
     *,
@@ -271,6 +290,7 @@ def register_span(
     update_init: bool = True,
     backend: str = "numba",
     backend_params: dict | None = None,
+    nonfinite: str = "error",
 ) -> dict[str, np.ndarray]:
     """Register frames ``start .. stop`` of a recording of ``n_frames`` frames.
 
@@ -292,6 +312,9 @@ def register_span(
         Pre-processed and raw reference (H, W, C).
     params, interpolation, out_dtype, update_init, backend, backend_params
         As in the options: flow parameters, final warp, output dtype, initial flows, backend.
+    nonfinite : {"error", "reference"}
+        NaN/Inf in float frames: raise :class:`~flowreg_dask.errors.InvalidInputError` naming
+        the frames, or replace those pixels by the raw reference's.
 
     Returns
     -------
@@ -307,6 +330,7 @@ def register_span(
         raise ValueError(
             f"register_span: frames {first}..{last - 1} given, {need_lo}..{need_hi - 1} needed"
         )
+    raw = _finite(raw, first, ref_raw, nonfinite)
     pre = functools.partial(preprocess_block, vmin=vmin, vmax=vmax, sigma=sigma)
     # the temporal filter is exact for every frame that has depth_t true neighbours in what it
     # is given, or that sits at the recording's ends

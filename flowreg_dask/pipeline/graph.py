@@ -57,6 +57,7 @@ class Prepared:
     update_init: bool
     backend: str = "numba"  # flow backend (OFOptions.flow_backend): "numba", "cupy" or "numpy"
     backend_params: dict = dataclasses.field(default_factory=dict)  # OFOptions.backend_params
+    nonfinite: str = "error"  # OFOptions.nonfinite: "error" or "reference"
 
 
 def prepare(
@@ -70,6 +71,7 @@ def prepare(
     update_init: bool,
     backend: str = "numba",
     backend_params: dict | None = None,
+    nonfinite: str = "error",
 ) -> Prepared:
     """Pre-process the reference (normalised by its own range, spatially smoothed)."""
     vmin, vmax = intensity_range(ref_raw, mode=channel_normalization)
@@ -86,6 +88,7 @@ def prepare(
         update_init=update_init,
         backend=str(backend),
         backend_params=dict(backend_params or {}),
+        nonfinite=str(nonfinite),
     )
 
 
@@ -166,6 +169,7 @@ def register_chunk(
         update_init=prep.update_init,
         backend=prep.backend,
         backend_params=prep.backend_params,
+        nonfinite=prep.nonfinite,
     )
 
 

@@ -32,18 +32,34 @@ class FrameProgress:
         self._lock = threading.Lock()
         self._start = time.perf_counter()
         self._initial = initial
+        self._show = show
+        self._desc = desc
         self._bar = None
-        if show:
+        if total > 0:
+            self._open_bar()
+
+    def _open_bar(self) -> None:
+        if self._show and self._bar is None:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=total,
-                initial=initial,
+                total=self.total,
+                initial=self.current,
                 unit="frame",
-                desc=desc,
+                desc=self._desc,
                 file=sys.stderr,
                 dynamic_ncols=True,
             )
+
+    def set_total(self, total: int) -> None:
+        """Set the number of frames to expect (shows the bar if it was not shown yet)."""
+        with self._lock:
+            self.total = int(total)
+            if self._bar is not None:
+                self._bar.total = self.total
+                self._bar.refresh()
+            else:
+                self._open_bar()
 
     def advance(self, n: int) -> None:
         """Report ``n`` more frames done."""
@@ -66,3 +82,19 @@ class FrameProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def note_first_compile(show: bool) -> None:
+    """Say so (one line on stderr) when the numba kernels are not compiled yet: the first run
+    after installing spends tens of seconds compiling them before any progress shows."""
+    if not show:
+        return
+    from ..kernels.cpu import cache_is_warm
+
+    if cache_is_warm() is False:
+        print(
+            "flowreg-dask: compiling the numba kernels (first run after installing, about 15-30 s; "
+            "later runs load them from the cache) ...",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -3,39 +3,62 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.params import FlowParams
-from ..errors import FlowRegWarning, InvalidInputError, RecordingNotFoundError
+from ..errors import FlowRegWarning, InvalidInputError, InvalidOptionError, RecordingNotFoundError
+from .run import Runner
 
-__all__ = ["resolve_reference", "clip_reference_indices"]
+__all__ = ["resolve_reference", "clip_reference_indices", "check_reference_source"]
 
 
-def clip_reference_indices(indices, n_frames: int) -> list[int]:
-    """Reference frame indices limited to the recording (out-of-range ones dropped, with a warning).
+DEFAULT_REFERENCE_FRAMES = range(50, 500)
 
-    Unlike the reference implementation, indices past the end are dropped rather than replaced by
-    copies of the last frame; if none remain, the first min(n_frames, 50) frames are used.
+
+def clip_reference_indices(indices, n_frames: int, *, warn: bool = True) -> list[int]:
+    """Reference frame indices checked against the recording.
+
+    Indices given by the user must all lie in the recording (an error names those that do not).
+    The default 50..499 is limited to the recording with a warning, as in the reference
+    implementation (which repeats the last frame instead); if no default index lies in it, an
+    error says what to pass instead.
     """
     idx = [int(i) for i in indices]
     kept = sorted({i for i in idx if 0 <= i < n_frames})
-    if len(kept) < len(idx):
-        if kept:
-            msg = (
-                f"reference_frames: {len(idx) - len(kept)} of {len(idx)} indices are outside the "
-                f"recording's {n_frames} frames; using the {len(kept)} frames {kept[0]}..{kept[-1]}"
-            )
-        else:
-            kept = list(range(min(n_frames, 50)))
-            msg = (
-                f"reference_frames: no index lies inside the recording's {n_frames} frames; using "
-                f"frames 0..{kept[-1]}"
-            )
-        warnings.warn(msg, FlowRegWarning, stacklevel=4)
+    if len(kept) == len(idx):
+        return kept
+    outside = sorted({i for i in idx if not 0 <= i < n_frames})
+    default = idx == list(DEFAULT_REFERENCE_FRAMES)
+    if not default or not kept:
+        shown = ", ".join(map(str, outside[:8])) + (", ..." if len(outside) > 8 else "")
+        raise InvalidOptionError(
+            f"reference_frames: {len(outside)} of {len(idx)} indices lie outside the recording's "
+            f"{n_frames} frames (0..{n_frames - 1}): {shown}. Pass indices inside the recording, "
+            f"e.g. reference_frames=range(0, {min(n_frames, 50)}), or a reference image."
+        )
+    if not warn:
+        return kept
+    warnings.warn(
+        f"reference_frames: the default frames 50..499 reach past the recording's {n_frames} "
+        f"frames; using the {len(kept)} frames {kept[0]}..{kept[-1]}",
+        FlowRegWarning,
+        stacklevel=4,
+    )
     return kept
+
+
+def check_reference_source(source: Any, n_frames: int) -> None:
+    """Refuse frame indices outside a recording of ``n_frames`` frames before any work starts
+    (arrays and image files are checked when they are read)."""
+    if isinstance(source, (str, Path)):
+        return
+    if not isinstance(source, (list, tuple, range)) and np.ndim(source) >= 2:
+        return
+    clip_reference_indices(np.atleast_1d(np.asarray(source)).tolist(), n_frames, warn=False)
 
 
 def _read_image(path: Path, n_channels: int) -> np.ndarray:
@@ -86,10 +109,14 @@ def resolve_reference(
     channel_normalization: str,
     interpolation: str,
     runner=None,
+    on_frames: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """The raw reference (H, W, C) float32 for ``recording`` (an xarray t, y, x, c DataArray).
 
     ``source`` is an array, an image path, or frame indices to pre-register (method spec §2.2).
+    Pre-registration reports its progress: ``on_start(total)`` once (each frame counts once per
+    pass), then ``on_frames(n)``.
     """
     n_frames, height, width, n_channels = recording.shape
     if isinstance(source, (str, Path)):
@@ -110,6 +137,8 @@ def resolve_reference(
         channel_normalization=channel_normalization,
         interpolation=interpolation,
         runner=runner,
+        on_frames=on_frames,
+        on_start=on_start,
     )
 
 
@@ -156,19 +185,6 @@ def _prereg_pass2(raw, offset, n, sig, lo, hi, mean_proc, raw_mean, params, inte
     return warped.sum(axis=0, dtype=np.float64)
 
 
-def _tree(parts: list, combine):
-    """A fixed binary tree of ``combine`` over ``parts`` (dask.delayed): the same order of
-    operations, so the same floating-point result, whatever the scheduler."""
-    import dask
-
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(combine)(parts[k], parts[k + 1]) if k + 1 < len(parts) else parts[k]
-            for k in range(0, len(parts), 2)
-        ]
-    return parts[0]
-
-
 def _combine1(x: tuple, y: tuple) -> tuple:
     return (np.minimum(x[0], y[0]), np.maximum(x[1], y[1]), x[2] + y[2], x[3] + y[3])
 
@@ -182,6 +198,8 @@ def preregistered_reference(
     channel_normalization: str,
     interpolation: str,
     runner=None,
+    on_frames: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Reference from pre-registered frames (method spec §2.2), streamed in two passes.
 
@@ -191,7 +209,8 @@ def preregistered_reference(
     flows. Each task handles a fixed block of ``PREREG_BLOCK`` positions of ``indices`` and
     returns only sums, reduced in a fixed tree: memory stays bounded, no frames travel between
     processes, and the reference is the same bit for bit whatever the scheduler, the number of
-    workers or the recording's chunking.
+    workers or the recording's chunking. ``on_frames(n)`` reports progress: each frame counts once
+    per pass.
     """
     import dask
 
@@ -210,27 +229,32 @@ def preregistered_reference(
         b = min(a + PREREG_BLOCK, n)
         lo, hi = max(0, a - depth), min(n, b + depth)
         blocks.append((_sequence_frames(data, indices, lo, hi), a - lo, b - a))
-    compute = runner.compute if runner is not None else dask.compute
-    (first,) = compute(
-        _tree(
-            [dask.delayed(_prereg_pass1)(x, off, m, sig, joint) for x, off, m in blocks],
-            _combine1,
-        )
+    run = runner if runner is not None else Runner("sequential", 1)
+    if on_start is not None:
+        on_start(2 * n)
+
+    def advance(i: int) -> None:
+        if on_frames is not None:
+            on_frames(blocks[i][2])
+
+    first = run.reduce(
+        [dask.delayed(_prereg_pass1)(x, off, m, sig, joint) for x, off, m in blocks],
+        _combine1,
+        advance,
     )
     lo = np.broadcast_to(np.asarray(first[0], np.float64), (n_channels,))
     hi = np.broadcast_to(np.asarray(first[1], np.float64), (n_channels,))
     mean_proc = np.ascontiguousarray(normalize(first[2] / n, vmin=lo, vmax=hi))
     raw_mean = (first[3] / n).astype(np.float32)
     pparams = prereg_params(params)
-    (total,) = compute(
-        _tree(
-            [
-                dask.delayed(_prereg_pass2)(
-                    x, off, m, sig, lo, hi, mean_proc, raw_mean, pparams, interpolation
-                )
-                for x, off, m in blocks
-            ],
-            np.add,
-        )
+    total = run.reduce(
+        [
+            dask.delayed(_prereg_pass2)(
+                x, off, m, sig, lo, hi, mean_proc, raw_mean, pparams, interpolation
+            )
+            for x, off, m in blocks
+        ],
+        np.add,
+        advance,
     )
     return np.ascontiguousarray(total / n, dtype=np.float32)

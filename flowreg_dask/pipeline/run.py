@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,57 @@ class Runner:
             return tuple(self.client.gather(futures))
         return dask.compute(*collections, **self.compute_kwargs())
 
+    def reduce(
+        self,
+        parts: list[Any],
+        combine: Callable[[Any, Any], Any],
+        on_part: Callable[[int], None] | None = None,
+    ) -> Any:
+        """Compute ``dask.delayed`` ``parts`` and reduce them with ``combine`` in a fixed binary
+        tree (the same floating-point result whatever the scheduler); ``on_part(i)`` is called as
+        part ``i`` finishes."""
+        if self.mode == "distributed":
+            from distributed import as_completed
+
+            futures = self.client.compute(parts)
+            if on_part is not None:
+                index = {f.key: i for i, f in enumerate(futures)}
+                for fut in as_completed(futures):
+                    on_part(index[fut.key])
+            return self.client.compute(_tree(futures, combine)).result()
+        import dask
+        from dask.callbacks import Callback
+
+        keys = {p.key: i for i, p in enumerate(parts)}
+
+        class _Parts(Callback):
+            def _posttask(self, key, result, dsk, state, worker_id):
+                if on_part is not None and key in keys:
+                    on_part(keys[key])
+
+        with _Parts():
+            (out,) = dask.compute(_tree(list(parts), combine), **self.compute_kwargs())
+        return out
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _tree(parts: list[Any], combine: Callable[[Any, Any], Any]) -> Any:
+    """A fixed binary tree of ``dask.delayed(combine)`` over ``parts`` (delayed or futures)."""
+    import dask
+
+    parts = list(parts)
+    if len(parts) == 1:
+        return dask.delayed(_identity)(parts[0])
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(combine)(parts[k], parts[k + 1]) if k + 1 < len(parts) else parts[k]
+            for k in range(0, len(parts), 2)
+        ]
+    return parts[0]
+
 
 def resolve_mode(config: Any) -> tuple[str, int]:
     """(mode, n_workers) from a ``RegistrationConfig`` (or None = threading on all cores)."""
@@ -80,10 +131,41 @@ def resolve_mode(config: Any) -> tuple[str, int]:
     return mode, n_workers
 
 
-def _init_worker() -> None:
-    """Process-pool worker start: dask's own initialisation, single-threaded numeric libraries."""
+def _exit_with_parent(parent: int) -> None:
+    """End this worker process when ``parent`` dies, however it dies (even SIGKILL)."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the call
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: poll below
+            pass
+
+    def watch() -> None:  # pragma: no cover - other platforms
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="flowreg-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent: int) -> None:
+    """Process-pool worker start: ends with its parent, dask's own initialisation,
+    single-threaded numeric libraries."""
     from dask.multiprocessing import initialize_worker_process
 
+    _exit_with_parent(parent)
     os.environ.update(_SINGLE_THREAD_ENV)
     initialize_worker_process()
 
@@ -99,10 +181,19 @@ def _process_pool(n_workers: int) -> Iterator[Any]:
     if os.environ.get("PYTHONHASHSEED") in (None, "0"):
         # consistent hashing in the workers, as dask's own pool does
         os.environ["PYTHONHASHSEED"] = "6640"
-    pool = ProcessPoolExecutor(n_workers, mp_context=get_context(), initializer=_init_worker)
+    pool = ProcessPoolExecutor(
+        n_workers, mp_context=get_context(), initializer=_init_worker, initargs=(os.getpid(),)
+    )
     try:
         yield pool
-    finally:
+    except BaseException:
+        # a failed or interrupted run: do not wait for the chunks under way
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.terminate()
+        raise
+    else:
         pool.shutdown()
 
 

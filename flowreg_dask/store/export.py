@@ -49,7 +49,7 @@ from flowreg_dask.errors import (
     UnsupportedFormatError,
 )
 
-__all__ = ["export_result", "export_formats"]
+__all__ = ["export_result", "export_formats", "check_export", "export_suffix"]
 
 _PathLike = str | os.PathLike[str]
 
@@ -451,9 +451,11 @@ def _plan(fmt: _Format, output: Path, n_channels: int) -> tuple[Path, list[_Targ
     return folder, files, []
 
 
-def _check_destination(targets: Sequence[_Target], src: _Source, overwrite: bool) -> None:
-    if src.store:
-        store = Path(src.store).absolute()
+def _check_destination(
+    targets: Sequence[_Target], store: str | os.PathLike | None, overwrite: bool
+) -> None:
+    if store:
+        store = Path(store).absolute()
         for t in targets:
             if t.path == store or store in t.path.parents:
                 raise InvalidOptionError(
@@ -1046,6 +1048,39 @@ def _write_chunk(writer: _Writer, chunk: _Chunk) -> None:
 # --------------------------------------------------------------------------------------------------
 # public entry point
 # --------------------------------------------------------------------------------------------------
+def check_export(
+    store: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    format: str,
+    n_channels: int,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Check, before a run, that :func:`export_result` could write ``output`` from ``store``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files the export would write.
+
+    Raises
+    ------
+    UnsupportedFormatError, InvalidOptionError, InvalidInputError, OutputExistsError
+        As :func:`export_result` would, before any registration work is done.
+    """
+    fmt = _resolve_format(format)
+    out = Path(os.fspath(output)).expanduser().absolute()
+    _, targets, _ = _plan(fmt, out, n_channels)
+    _check_destination(targets, store, overwrite)
+    return [t.path for t in targets]
+
+
+def export_suffix(format: str) -> str | None:
+    """The file suffix of a one-file export format (None for per-channel / folder formats)."""
+    fmt = _resolve_format(format)
+    return None if fmt.per_channel else fmt.suffix
+
+
 def export_result(
     result: Any,
     output: _PathLike,
@@ -1169,7 +1204,7 @@ def export_result(
     src = _load_source(result, chunk_frames)
     out = Path(os.fspath(output)).expanduser().absolute()
     returned, targets, stale = _plan(fmt, out, src.shape[3])
-    _check_destination(targets, src, overwrite)
+    _check_destination(targets, src.store, overwrite)
     created = _make_folders(sorted({t.path.parent for t in targets}))
 
     staging = _Staging()

@@ -1,16 +1,27 @@
 """Names, paths and attributes of a corrected store (the single source of truth for its layout).
 
-A corrected store is a zarr v3 group that is also an OME-Zarr 0.5 image::
+A corrected store is a zarr v3 hierarchy laid out as an OME-Zarr 0.5 container (the
+``bioformats2raw.layout`` convention: the image is the sub-group ``0``) with the run's other
+results beside it::
 
     OUT.zarr/
-    ├── zarr.json           root group; attributes "ome" (OME-Zarr 0.5), "flowreg_dask" (run record)
-    ├── 0/                  corrected movie (t, c, y, x), the only array listed in "multiscales"
+    ├── zarr.json           root group; attributes "ome" ({"version": "0.5",
+    │                       "bioformats2raw.layout": 3}) and "flowreg_dask" (the run record);
+    │                       consolidated metadata once the run is complete
+    ├── 0/                  OME-Zarr 0.5 image group (multiscales, omero channel labels)
+    │   └── 0/              corrected movie (t, c, y, x), the image's only level
     ├── flow/               displacement (t, component=2, y, x) float32, components ("u", "v"), px
     ├── valid/              in-bounds mask (t, y, x) bool
-    ├── reference/          reference frame (c, y, x) float32, written by ``finalize``
-    ├── stats/<name>/       per-frame statistics (t,) float64
-    └── .flowreg/           bookkeeping (a zarr group, so zarr and xarray list the root cleanly)
-        └── chunks/<i>.done one marker per finished pipeline chunk, created atomically
+    ├── reference/          reference frame (c, y, x) float32, written as soon as it is built
+    ├── chunk_done/         (chunk,) bool, one storage object per pipeline chunk: True once all
+    │                       arrays of that chunk are written (the resume bookkeeping)
+    ├── reference_state/    (chunk, c, y, x) float32, update_reference runs only: the reference
+    │                       after each chunk
+    └── stats/<name>/       per-frame statistics (t,) float64
+
+Everything is a zarr array or group, so ``zarr``, ``xarray`` (the root's arrays) and
+OME-Zarr readers list the store without warnings, and napari's built-in reader (which opens
+the first sub-group) shows the corrected movie.
 
 Time layout
 -----------
@@ -47,9 +58,10 @@ __all__ = [
     "VALID",
     "REFERENCE",
     "STATS_GROUP",
-    "META_DIR",
-    "CHUNKS_DIR",
-    "DONE_SUFFIX",
+    "IMAGE_GROUP",
+    "CHUNK_DONE",
+    "REFERENCE_STATE",
+    "corrected_path",
     "FLOW_COMPONENTS",
     "DEFAULT_STAT_NAMES",
     "STATUS_CREATING",
@@ -62,20 +74,23 @@ __all__ = [
     "TimeLayout",
     "plan_time_layout",
     "stats_path",
-    "marker_name",
+    "root_ome_attributes",
     "temp_sibling",
     "trash_sibling_prefix",
     "temp_sibling_prefix",
     "ome_attributes",
 ]
 
-#: Version of the flowreg_dask store layout (bump on incompatible changes).
-FORMAT_VERSION: int = 1
+#: Version of the flowreg_dask store layout (bump on incompatible changes). Version 1 had the
+#: movie at the root (``0``) and done markers as files in ``.flowreg/chunks``.
+FORMAT_VERSION: int = 2
 #: Root attribute holding the run record (status, fingerprint, chunk bounds, metadata).
 ATTRS_KEY: str = "flowreg_dask"
 
-#: Corrected movie (t, c, y, x); the one dataset of the OME multiscales.
-CORRECTED: str = "0"
+#: OME-Zarr image group of the corrected movie.
+IMAGE_GROUP: str = "0"
+#: Corrected movie (t, c, y, x); the one dataset of the image's multiscales.
+CORRECTED: str = f"{IMAGE_GROUP}/0"
 #: Displacement field (t, component, y, x) float32.
 FLOW: str = "flow"
 #: In-bounds mask (t, y, x) bool.
@@ -84,12 +99,16 @@ VALID: str = "valid"
 REFERENCE: str = "reference"
 #: Group of per-frame statistics arrays ``stats/<name>`` (t,) float64.
 STATS_GROUP: str = "stats"
-#: Bookkeeping folder (a zarr group) inside the store.
-META_DIR: str = ".flowreg"
-#: Folder of per-chunk done markers, relative to the store root.
-CHUNKS_DIR: str = f"{META_DIR}/chunks"
-#: Suffix of a done marker file ``<index>.done``.
-DONE_SUFFIX: str = ".done"
+#: Per-chunk done flags (chunk,) bool, one storage object per chunk.
+CHUNK_DONE: str = "chunk_done"
+#: Reference after each chunk (chunk, c, y, x) float32 (update_reference runs).
+REFERENCE_STATE: str = "reference_state"
+
+
+def corrected_path(format_version: int) -> str:
+    """Path of the corrected movie in a store of the given layout version."""
+    return "0" if int(format_version) < 2 else CORRECTED
+
 
 #: Names of the flow components along the ``component`` axis: u (x / columns), v (y / rows).
 FLOW_COMPONENTS: tuple[str, str] = ("u", "v")
@@ -194,11 +213,6 @@ def stats_path(name: str) -> str:
     return f"{STATS_GROUP}/{name}"
 
 
-def marker_name(index: int) -> str:
-    """Return the file name of the done marker of pipeline chunk ``index``."""
-    return f"{int(index)}{DONE_SUFFIX}"
-
-
 def temp_sibling_prefix(path: Path) -> str:
     """Return the name prefix of temporary stores built next to ``path`` by overwriting runs."""
     return f"{path.name}.tmp-"
@@ -220,6 +234,11 @@ def temp_sibling(path: Path, fingerprint: str) -> Path:
     return path.with_name(f"{temp_sibling_prefix(path)}{digest}")
 
 
+def root_ome_attributes() -> dict[str, Any]:
+    """The ``ome`` attribute of the store's root: a container whose image is the group ``0``."""
+    return {"version": "0.5", "bioformats2raw.layout": 3}
+
+
 def ome_attributes(
     *,
     name: str,
@@ -227,7 +246,7 @@ def ome_attributes(
     frame_rate: float | None,
     pixel_size: float | None,
 ) -> dict[str, Any]:
-    """Build the OME-Zarr 0.5 ``ome`` attribute of a corrected store.
+    """Build the OME-Zarr 0.5 ``ome`` attribute of the store's image group.
 
     Parameters
     ----------
@@ -264,7 +283,7 @@ def ome_attributes(
                 "axes": [t_axis, {"name": "c", "type": "channel"}, *space_axes],
                 "datasets": [
                     {
-                        "path": CORRECTED,
+                        "path": CORRECTED.split("/")[-1],
                         "coordinateTransformations": [
                             {"type": "scale", "scale": [dt, 1.0, ps, ps]}
                         ],

@@ -2,10 +2,11 @@
 
 The pipeline creates a :class:`CorrectedStore` once (driver side), hands the picklable object to its
 dask tasks, and each task calls :meth:`CorrectedStore.write_chunk` for its time chunk. A chunk
-counts as done only once all of its arrays are written and its marker file
-``.flowreg/chunks/<index>.done`` has been created atomically; :meth:`CorrectedStore.finalize` writes
-the reference and, last, the status ``"complete"``. A killed run leaves an ``"incomplete"`` store
-that :func:`open_result` refuses to open and that ``create`` with the same fingerprint resumes.
+counts as done only once all of its arrays are written and its flag in the ``chunk_done`` array has
+been set (one storage object per chunk, written atomically); :meth:`CorrectedStore.finalize` marks
+the store ``"complete"`` last and consolidates its metadata. A killed run leaves an
+``"incomplete"`` store that :func:`open_result` refuses to open and that ``create`` with the same
+fingerprint resumes.
 
 See :mod:`flowreg_dask.store.layout` for the arrays, attributes and the time (shard) layout.
 
@@ -18,11 +19,13 @@ Guarantees, and what they rely on:
   threads or processes never read-modify-write the same object. zarr's local store writes every
   object to a temporary file and renames it into place, so a killed writer leaves the old object or
   the new one.
-* **Done markers last.** ``write_chunk`` first removes the chunk's marker (if a retry rewrites a
-  done chunk), writes the data, then creates the marker (temporary file + :func:`os.replace`). A
-  chunk without a marker is rewritten in full on resume.
+* **Done flags last.** ``write_chunk`` first clears the chunk's flag (if a retry rewrites a done
+  chunk), writes the data, then sets the flag (its own storage object, written atomically). A
+  chunk without its flag is rewritten in full on resume.
 * **Completion last.** ``finalize`` writes the status ``"complete"`` in the same atomic rewrite of
   the root ``zarr.json`` as the rest of the run record, after the reference.
+* **One writer per store** is the caller's job: the pipeline holds
+  :func:`flowreg_dask.store.lock.store_lock` around a run.
 * **Overwrite never deletes first.** With ``overwrite=True`` over an existing store, the new store
   is built in a sibling ``<name>.tmp-<hash of fingerprint>``; ``finalize`` renames the old store to
   ``<name>.trash-<id>``, renames the new one into place, and only then deletes the old one. A rerun
@@ -83,6 +86,7 @@ _LAYOUT_FIELDS = (
     "save_valid",
     "stat_names",
     "time_layout",
+    "reference_states",
 )
 _PathLike = str | os.PathLike[str]
 
@@ -242,18 +246,25 @@ def _public_status(record: Mapping[str, Any]) -> str:
     return L.STATUS_COMPLETE if record.get("status") == L.STATUS_COMPLETE else L.STATUS_INCOMPLETE
 
 
-def _done_indices(work: Path, n_chunks: int) -> set[int]:
+def _done_indices(work: Path, n_chunks: int, format_version: int = L.FORMAT_VERSION) -> set[int]:
+    if int(format_version) < 2:  # layout 1: marker files .flowreg/chunks/<i>.done
+        try:
+            names = os.listdir(work / ".flowreg" / "chunks")
+        except FileNotFoundError:
+            return set()
+        stems = [n[: -len(".done")] for n in names if n.endswith(".done")]
+        return {int(x) for x in stems if x.isdigit() and int(x) < n_chunks}
     try:
-        names = os.listdir(work / L.CHUNKS_DIR)
-    except FileNotFoundError:
+        flags = zarr.open_array(
+            store=LocalStore(work, read_only=True), path=L.CHUNK_DONE, mode="r", zarr_format=3
+        )[:]
+    except (FileNotFoundError, KeyError, ValueError):
         return set()
-    done: set[int] = set()
-    for name in names:
-        if name.endswith(L.DONE_SUFFIX):
-            stem = name[: -len(L.DONE_SUFFIX)]
-            if stem.isdigit() and int(stem) < n_chunks:
-                done.add(int(stem))
-    return done
+    return {int(i) for i in np.flatnonzero(flags[:n_chunks])}
+
+
+def _record_done(work: Path, record: Mapping[str, Any]) -> set[int]:
+    return _done_indices(work, len(record.get("chunk_bounds", [])), record.get("format_version", 1))
 
 
 def _validate_positive_int(value: Any, name: str) -> int:
@@ -382,7 +393,8 @@ class CorrectedStore:
         with self._lock:
             if self._arrays is None or self._arrays_pid != os.getpid():
                 group = zarr.open_group(store=LocalStore(self._work), mode="r+", zarr_format=3)
-                names = [L.CORRECTED, L.REFERENCE]
+                names = [L.CORRECTED, L.REFERENCE, L.CHUNK_DONE]
+                names += [L.REFERENCE_STATE] if L.REFERENCE_STATE in group else []
                 names += [L.FLOW] if self.save_flow else []
                 names += [L.VALID] if self.save_valid else []
                 names += [L.stats_path(s) for s in self.stat_names]
@@ -410,6 +422,7 @@ class CorrectedStore:
         frame_rate: float | None = None,
         pixel_size: float | None = None,
         stat_names: Sequence[str] | None = None,
+        reference_states: bool = False,
         overwrite: bool = False,
         resume: bool = True,
     ) -> CorrectedStore:
@@ -446,6 +459,8 @@ class CorrectedStore:
             Per-frame statistics that every ``write_chunk`` must provide. Default
             :data:`~flowreg_dask.store.layout.DEFAULT_STAT_NAMES` (mean_disp, max_disp, mean_div,
             mean_translation).
+        reference_states : bool, default False
+            Keep one reference per chunk (``update_reference`` runs resume from the last one).
         overwrite : bool, default False
             Replace a complete store (or an incomplete one of another run) at ``path``. The
             replacement is built next to it and swapped in by :meth:`finalize`, so the old result
@@ -489,6 +504,7 @@ class CorrectedStore:
             frame_rate=frame_rate,
             pixel_size=pixel_size,
             stat_names=stat_names,
+            reference_states=reference_states,
         )
         fingerprint = record["fingerprint"]
         try:
@@ -537,7 +553,7 @@ class CorrectedStore:
             return cls._open_work(target, target, record, resume=True)  # explains a mismatch
         if overwrite:
             return cls._open_work(target, temp, record, resume=resume)
-        n_done = len(_done_indices(target, len(existing.get("chunk_bounds", []))))
+        n_done = len(_record_done(target, existing))
         n_total = len(existing.get("chunk_bounds", []))
         if same:
             raise OutputExistsError(
@@ -596,6 +612,7 @@ class CorrectedStore:
         frame_rate: float | None,
         pixel_size: float | None,
         stat_names: Sequence[str] | None,
+        reference_states: bool = False,
     ) -> dict[str, Any]:
         """Validate the arguments of :meth:`create` and build the run record."""
         n_frames = _validate_positive_int(n_frames, "n_frames")
@@ -656,6 +673,7 @@ class CorrectedStore:
             "frame_rate": fr,
             "pixel_size": ps,
             "time_layout": {"shard_frames": tl.shard_frames, "chunk_frames": tl.chunk_frames},
+            "reference_states": bool(reference_states),
             "metadata": _to_json(dict(metadata), "metadata"),
             "software_version": __version__,
             "name": target.stem,
@@ -706,20 +724,17 @@ class CorrectedStore:
             raise _wrap_os_error(exc, work, "write") from exc
 
     def _build(self) -> None:
-        """Create the folder, the root group, all arrays and the marker folder; status last."""
+        """Create the folder, the root group, the image group and all arrays; status last."""
         rec = self._record
         work = self._work
         work.mkdir(exist_ok=True)
-        ome = L.ome_attributes(
-            name=rec["name"],
-            channel_names=rec["channel_names"],
-            frame_rate=rec["frame_rate"],
-            pixel_size=rec["pixel_size"],
-        )
         rec["status"] = L.STATUS_CREATING
         root = zarr.create_group(
-            store=LocalStore(work), zarr_format=3, attributes={"ome": ome, L.ATTRS_KEY: rec}
+            store=LocalStore(work),
+            zarr_format=3,
+            attributes={"ome": L.root_ome_attributes(), L.ATTRS_KEY: rec},
         )
+        image = root.create_group(L.IMAGE_GROUP, attributes={"ome": self._image_ome(rec)})
         n, h, w, c = rec["n_frames"], rec["height"], rec["width"], rec["n_channels"]
         dtype = np.dtype(rec["dtype"])
         sf = rec["time_layout"]["shard_frames"]
@@ -727,8 +742,10 @@ class CorrectedStore:
         sharded = cf < sf
         codec = BloscCodec(**L.BLOSC)
 
-        def t_array(name: str, shape: tuple[int, ...], dt: Any, fill: Any, dims: list[str]) -> Any:
-            return root.create_array(
+        def t_array(
+            group: Any, name: str, shape: tuple[int, ...], dt: Any, fill: Any, dims: list[str]
+        ) -> Any:
+            return group.create_array(
                 name,
                 shape=shape,
                 dtype=dt,
@@ -739,9 +756,18 @@ class CorrectedStore:
                 dimension_names=dims,
             )
 
-        t_array(L.CORRECTED, (n, c, h, w), dtype, np.nan if dtype.kind == "f" else 0, list("tcyx"))
+        t_array(
+            image,
+            L.CORRECTED.split("/")[-1],
+            (n, c, h, w),
+            dtype,
+            np.nan if dtype.kind == "f" else 0,
+            list("tcyx"),
+        )
         if rec["save_flow"]:
-            flow = t_array(L.FLOW, (n, 2, h, w), "float32", np.nan, ["t", "component", "y", "x"])
+            flow = t_array(
+                root, L.FLOW, (n, 2, h, w), "float32", np.nan, ["t", "component", "y", "x"]
+            )
             flow.attrs.update(
                 {
                     "components": list(L.FLOW_COMPONENTS),
@@ -750,7 +776,7 @@ class CorrectedStore:
                 }
             )
         if rec["save_valid"]:
-            valid = t_array(L.VALID, (n, h, w), "bool", False, ["t", "y", "x"])
+            valid = t_array(root, L.VALID, (n, h, w), "bool", False, ["t", "y", "x"])
             valid.attrs["description"] = "True where the warped sample lies inside the moving frame"
         root.create_array(
             L.REFERENCE,
@@ -761,6 +787,28 @@ class CorrectedStore:
             fill_value=np.nan,
             dimension_names=["c", "y", "x"],
         )
+        n_chunks = len(rec["chunk_bounds"])
+        done = root.create_array(
+            L.CHUNK_DONE,
+            shape=(n_chunks,),
+            dtype="bool",
+            chunks=(1,),
+            fill_value=False,
+            dimension_names=["chunk"],
+        )
+        done.attrs["description"] = (
+            "True once every array of pipeline chunk i (frames chunk_bounds[i]) is written"
+        )
+        if rec.get("reference_states"):
+            root.create_array(
+                L.REFERENCE_STATE,
+                shape=(n_chunks, c, h, w),
+                dtype="float32",
+                chunks=(1, c, h, w),
+                compressors=codec,
+                fill_value=np.nan,
+                dimension_names=["chunk", "c", "y", "x"],
+            )
         stats = root.create_group(L.STATS_GROUP)
         for s in rec["stat_names"]:
             stats.create_array(
@@ -772,19 +820,23 @@ class CorrectedStore:
                 fill_value=np.nan,
                 dimension_names=["t"],
             )
-        meta = root.create_group(
-            L.META_DIR, attributes={"description": "flowreg_dask bookkeeping (chunk done markers)"}
-        )
-        meta.create_group("chunks")
         rec["status"] = L.STATUS_INCOMPLETE
         root.update_attributes({L.ATTRS_KEY: rec})
         self._record = rec
 
+    @staticmethod
+    def _image_ome(rec: Mapping[str, Any]) -> dict[str, Any]:
+        return L.ome_attributes(
+            name=rec["name"],
+            channel_names=rec["channel_names"],
+            frame_rate=rec["frame_rate"],
+            pixel_size=rec["pixel_size"],
+        )
+
     def _prepare_resume(self, new: Mapping[str, Any]) -> None:
         """Check writability, drop stale temporary files, refresh descriptive attributes."""
         work = self._work
-        (work / L.CHUNKS_DIR).mkdir(parents=True, exist_ok=True)
-        probe = work / L.CHUNKS_DIR / f".probe-{uuid.uuid4().hex}"
+        probe = work / f".probe-{uuid.uuid4().hex}"
         probe.write_bytes(b"")
         probe.unlink()
         for dirpath, _dirs, files in os.walk(work):
@@ -798,14 +850,9 @@ class CorrectedStore:
         rec["resumed_at"] = [*rec.get("resumed_at", []), _now()]
         if rec.get("status") != L.STATUS_COMPLETE:
             rec["status"] = L.STATUS_INCOMPLETE
-        ome = L.ome_attributes(
-            name=rec["name"],
-            channel_names=rec["channel_names"],
-            frame_rate=rec["frame_rate"],
-            pixel_size=rec["pixel_size"],
-        )
         root = zarr.open_group(store=LocalStore(work), mode="r+", zarr_format=3)
-        root.update_attributes({"ome": ome, L.ATTRS_KEY: rec})
+        root[L.IMAGE_GROUP].update_attributes({"ome": self._image_ome(rec)})
+        root.update_attributes({L.ATTRS_KEY: rec})
         self._record = rec
 
     # -- properties ------------------------------------------------------------------------------
@@ -828,6 +875,11 @@ class CorrectedStore:
     def fingerprint(self) -> str:
         """Run fingerprint the store was created with."""
         return str(self._record["fingerprint"])
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The run description given at create (options, software, input, ...)."""
+        return dict(self._record.get("metadata") or {})
 
     @property
     def chunk_bounds(self) -> list[tuple[int, int]]:
@@ -880,15 +932,12 @@ class CorrectedStore:
         set of int
             Chunks that are completely written; the others must be (re)written.
         """
-        return _done_indices(self._work, self.n_chunks)
+        return _record_done(self._work, self._record)
 
     def missing_chunks(self) -> list[int]:
         """Return the sorted indices of the chunks not yet written."""
         done = self.done_chunks()
         return [i for i in range(self.n_chunks) if i not in done]
-
-    def _marker(self, index: int) -> Path:
-        return self._work / L.CHUNKS_DIR / L.marker_name(index)
 
     def _check_index(self, index: int) -> tuple[int, int]:
         if isinstance(index, bool) or not isinstance(index, int | np.integer):
@@ -924,7 +973,7 @@ class CorrectedStore:
         """Write all arrays of pipeline chunk ``index``, then mark it done (atomically).
 
         Safe to call concurrently for different chunks from threads and processes. Calling it again
-        for a done chunk (e.g. a retried task) rewrites the chunk; its marker is removed first so a
+        for a done chunk (e.g. a retried task) rewrites the chunk; its flag is cleared first so a
         crash in between leaves the chunk "not done".
 
         Parameters
@@ -1011,9 +1060,8 @@ class CorrectedStore:
             stat_arrays[name] = v
 
         self._check_writable()
-        marker = self._marker(int(index))
-        marker.unlink(missing_ok=True)
         arrays = self._open_arrays()
+        arrays[L.CHUNK_DONE][int(index)] = False
         arrays[L.CORRECTED][start:stop] = cor_tcyx
         if flow_t is not None:
             arrays[L.FLOW][start:stop] = flow_t
@@ -1021,22 +1069,79 @@ class CorrectedStore:
             arrays[L.VALID][start:stop] = valid_b
         for name, v in stat_arrays.items():
             arrays[L.stats_path(name)][start:stop] = v
-        _atomic_write_text(
-            marker,
-            json.dumps({"index": int(index), "start": start, "stop": stop, "written_at": _now()}),
-        )
+        arrays[L.CHUNK_DONE][int(index)] = True
+
+    # -- run state ---------------------------------------------------------------------------------
+    def save_reference(self, reference: np.ndarray) -> None:
+        """Write the run's reference ``(H, W, C)`` (``(H, W)`` when C == 1) as soon as it is built,
+        so that a resumed run reuses it exactly."""
+        self._check_writable()
+        self._write_reference(reference)
+
+    def _write_reference(self, reference: np.ndarray) -> None:
+        self._open_arrays()[L.REFERENCE][...] = self._as_cyx(reference, "reference")
+
+    def load_reference(self) -> np.ndarray | None:
+        """The saved reference ``(H, W, C)`` float32, or None if none was saved yet."""
+        ref = np.asarray(self._open_arrays()[L.REFERENCE][...])
+        if not np.all(np.isfinite(ref)):
+            return None
+        return np.ascontiguousarray(np.moveaxis(ref, 0, -1))
+
+    def save_state(self, index: int, reference: np.ndarray) -> None:
+        """Write the reference after chunk ``index`` (``update_reference`` runs)."""
+        self._check_index(index)
+        arrays = self._open_arrays()
+        if L.REFERENCE_STATE not in arrays:
+            raise InvalidOptionError(
+                "this store keeps no reference states; create it with reference_states=True"
+            )
+        arrays[L.REFERENCE_STATE][int(index)] = self._as_cyx(reference, "reference state")
+
+    def load_state(self, index: int) -> np.ndarray | None:
+        """The reference after chunk ``index`` ``(H, W, C)``, or None if it was not saved."""
+        self._check_index(index)
+        arrays = self._open_arrays()
+        if L.REFERENCE_STATE not in arrays:
+            return None
+        state = np.asarray(arrays[L.REFERENCE_STATE][int(index)])
+        if not np.all(np.isfinite(state)):
+            return None
+        return np.ascontiguousarray(np.moveaxis(state, 0, -1))
+
+    def read_chunk(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Corrected frames ``(T, H, W, C)`` and flows ``(T, H, W, 2)`` (None when not saved) of
+        chunk ``index``, as written."""
+        start, stop = self._check_index(index)
+        arrays = self._open_arrays()
+        corrected = np.moveaxis(np.asarray(arrays[L.CORRECTED][start:stop]), 1, -1)
+        flow = None
+        if self.save_flow:
+            flow = np.moveaxis(np.asarray(arrays[L.FLOW][start:stop]), 1, -1)
+        return corrected, flow
+
+    def _as_cyx(self, image: np.ndarray, name: str) -> np.ndarray:
+        _, h, w, c = self.shape
+        img = np.asarray(image)
+        if img.ndim == 2 and c == 1:
+            img = img[..., np.newaxis]
+        if img.shape != (h, w, c):
+            raise InvalidInputError(
+                f"{name} must have shape (H, W, C) = {(h, w, c)}; got {img.shape}."
+            )
+        return np.ascontiguousarray(np.moveaxis(img.astype(np.float32, copy=False), 2, 0))
 
     def finalize(
-        self, *, reference: np.ndarray, extra_attrs: Mapping[str, Any] | None = None
+        self, *, reference: np.ndarray | None = None, extra_attrs: Mapping[str, Any] | None = None
     ) -> Path:
-        """Write the reference, mark the store complete (last), and swap it into place if
-        overwriting.
+        """Write the reference (unless saved already), mark the store complete (last), and swap it
+        into place if overwriting.
 
         Parameters
         ----------
-        reference : numpy.ndarray
+        reference : numpy.ndarray, optional
             Reference frame ``(H, W, C)`` (``(H, W)`` accepted when C == 1), stored as float32 (c,
-            y, x).
+            y, x); optional when :meth:`save_reference` wrote it.
         extra_attrs : mapping, optional
             JSON-serialisable attributes stored under ``flowreg_dask.extra`` (e.g. summary numbers).
 
@@ -1048,7 +1153,7 @@ class CorrectedStore:
         Raises
         ------
         IncompleteStoreError
-            Some chunks have no done marker; the message lists them.
+            Some chunks are not done, or no reference was given or saved; the message says which.
         InvalidInputError
             ``reference`` has the wrong shape.
         OutputExistsError
@@ -1061,27 +1166,24 @@ class CorrectedStore:
                 f"{_describe_missing(missing, self._record['chunk_bounds'])}. Write them with "
                 "write_chunk first (rerun the same command to resume)."
             )
-        _, h, w, c = self.shape
-        ref = np.asarray(reference)
-        if ref.ndim == 2 and c == 1:
-            ref = ref[..., np.newaxis]
-        if ref.shape != (h, w, c):
-            raise InvalidInputError(
-                f"reference must have shape (H, W, C) = {(h, w, c)}; got {ref.shape}."
-            )
         extra = _to_json(dict(extra_attrs or {}), "extra_attrs")
-        arrays = self._open_arrays()
-        arrays[L.REFERENCE][...] = np.ascontiguousarray(
-            np.moveaxis(ref.astype(np.float32, copy=False), 2, 0)
-        )
+        if reference is not None:
+            self._write_reference(reference)
+        elif self.load_reference() is None:
+            raise IncompleteStoreError(
+                f"cannot finalize the store {str(self._path)!r}: it holds no reference; pass "
+                "reference= or call save_reference first."
+            )
         rec = dict(_read_record(self._work))
         rec["extra"] = {**rec.get("extra", {}), **extra}
         rec["completed_at"] = _now()
         rec["status"] = L.STATUS_COMPLETE
-        root = zarr.open_group(store=LocalStore(self._work), mode="r+", zarr_format=3)
-        root.update_attributes(
-            {L.ATTRS_KEY: rec}
-        )  # one atomic rewrite of zarr.json, status included
+        with warnings.catch_warnings():
+            # zarr notes that consolidated metadata is not part of the v3 spec yet; xarray and
+            # zarr read it, and it spares them listing every array
+            warnings.simplefilter("ignore")
+            root = zarr.consolidate_metadata(LocalStore(self._work))
+        root.update_attributes({L.ATTRS_KEY: rec})  # one atomic rewrite, status included
         self._record = rec
         with self._lock:
             self._arrays = None
@@ -1164,7 +1266,7 @@ def store_status(path: _PathLike) -> dict[str, Any]:
     """
     target, rec = _existing_store(path)
     n_chunks = len(rec.get("chunk_bounds", []))
-    done = _done_indices(target, n_chunks)
+    done = _record_done(target, rec)
     pending = []
     for p in sorted(target.parent.glob(f"{L.temp_sibling_prefix(target)}*")):
         kind, prec = _inspect_path(p)
@@ -1174,7 +1276,7 @@ def store_status(path: _PathLike) -> dict[str, Any]:
                 {
                     "path": str(p),
                     "status": _public_status(prec),
-                    "chunks_done": len(_done_indices(p, pn)),
+                    "chunks_done": len(_record_done(p, prec)),
                     "n_chunks": pn,
                     "fingerprint": prec.get("fingerprint"),
                 }
@@ -1245,7 +1347,7 @@ def open_result(path: _PathLike, *, allow_incomplete: bool = False) -> xr.Datase
 
     target, rec = _existing_store(path)
     n_chunks = len(rec["chunk_bounds"])
-    done = _done_indices(target, n_chunks)
+    done = _record_done(target, rec)
     missing = [i for i in range(n_chunks) if i not in done]
     complete = rec.get("status") == L.STATUS_COMPLETE
     if not complete:
@@ -1303,7 +1405,7 @@ def open_result(path: _PathLike, *, allow_incomplete: bool = False) -> xr.Datase
             else (axis, np.arange(size), {"type": "space", "units": "pixel"})
         )
     variables: dict[str, Any] = {
-        "corrected": (("t", "c", "y", "x"), lazy(L.CORRECTED)),
+        "corrected": (("t", "c", "y", "x"), lazy(L.corrected_path(rec.get("format_version", 1)))),
         "reference": (("c", "y", "x"), lazy(L.REFERENCE)),
     }
     if rec.get("save_flow"):
