@@ -67,8 +67,20 @@ class FlowRegWarning(UserWarning):
     """Warnings emitted by flowreg_dask (clipped indices, fallbacks, ...)."""
 
 
-def warn_user(message: str, stacklevel: int = 3) -> None:
-    """Emit a :class:`FlowRegWarning` pointing at the caller's caller."""
+def warn_user(message: str, category: type[Warning] = FlowRegWarning) -> None:
+    """Emit a warning attributed to the first caller outside flowreg_dask and pydantic (the
+    user's line), so ``-W error`` and warning filters point at the user's code."""
+    import os
+    import sys
     import warnings
 
-    warnings.warn(message, FlowRegWarning, stacklevel=stacklevel)
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame = sys._getframe(1)
+    level = 2  # stacklevel 2 is warn_user's caller
+    while frame is not None:
+        name = os.path.abspath(frame.f_code.co_filename)
+        if not (name.startswith(here) or f"{os.sep}pydantic" in name):
+            break
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

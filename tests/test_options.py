@@ -15,7 +15,9 @@ from flowreg_dask.options import (
     LEGACY_PYFLOWREG_KEYS,
     QUALITY_PRESETS,
     OFOptions,
+    OutputFormat,
     RegistrationConfig,
+    channel_weights,
     load_preset,
     options_table,
 )
@@ -102,7 +104,7 @@ def test_defaults_match_spec_appendix_a() -> None:
     assert o.constancy_assumption == "gc"
     assert o.interpolation_method == "cubic"
     assert o.channel_normalization == "joint"
-    assert o.output_format == "zarr"
+    assert o.output_format == "ZARR" and o.output_format is OutputFormat.ZARR
     assert o.flow_backend == "numba"
     assert o.cc_hw == 256 and o.cc_up == 1 and o.cc_initialization is False
     assert o.update_initialization_w is True and o.update_reference is False
@@ -155,7 +157,7 @@ def test_assignment_is_validated_and_atomic() -> None:
     assert "> 0" in str(info.value)
     assert o.alpha == (3.0, 3.0)
     o.output_format = "HDF5"
-    assert o.output_format == "hdf5"
+    assert o.output_format == "HDF5"
     o.weight = [1, 3]
     assert o.weight == [0.25, 0.75]
     with pytest.raises(InvalidOptionError, match="levels"):
@@ -194,7 +196,8 @@ def test_assignment_of_unknown_attribute_rejected() -> None:
         ("cc_hw", (1, 2, 3), "pair"),
         ("save_w", "maybe", "True or False"),
         ("output_typename", "float16", "one of"),
-        ("output_format", "begonia", "one of"),
+        ("output_format", "begonia", "BEGONIA is not implemented"),
+        ("output_format", "hdf6", "one of"),
         ("flow_backend", "diso", "one of"),
         ("naming_convention", "fancy", "one of"),
         ("input_file", np.zeros((2, 2)), "path"),
@@ -255,52 +258,67 @@ def test_weight_spatial_maps_kept() -> None:
     assert OFOptions(weight=m3).weight.shape == (6, 5, 3)
 
 
-def test_weight_map_vector_does_not_mutate() -> None:
-    o = OFOptions(weight=[1.0, 1.0, 2.0])
-    before = list(o.weight)
-    np.testing.assert_allclose(o.weight_map(2), [0.5, 0.5])  # truncated + renormalised
-    assert o.weight == before  # pyflowreg wrote the truncated weights back
-    np.testing.assert_allclose(o.weight_map(3), [0.25, 0.25, 0.5])
-    # missing channels get 1/C, then renormalised
-    w = OFOptions(weight=[0.5, 0.5]).weight_map(4)
-    np.testing.assert_allclose(w, np.array([0.5, 0.5, 0.25, 0.25]) / 1.5)
-    assert w.sum() == pytest.approx(1.0)
-    full = o.weight_map(3, 4, 5)
-    assert full.shape == (4, 5, 3)
-    np.testing.assert_allclose(full[2, 3], [0.25, 0.25, 0.5])
-    with pytest.raises(InvalidOptionError, match="height"):
-        o.weight_map(3, 4)
+def test_channel_weights_one_rule_for_options_and_engine() -> None:
+    from flowreg_dask.core.params import FlowParams
+
+    # the default [0.5, 0.5] means equal weights, for any channel count, everywhere
+    np.testing.assert_allclose(channel_weights([0.5, 0.5], 3), [1 / 3] * 3)
+    o = OFOptions()
+    assert [o.get_weight_at(c, 3) for c in range(3)] == pytest.approx([1 / 3] * 3)
+    params = FlowParams.from_options(o)
+    np.testing.assert_allclose(params.weight_array(4, 5, 3), [1 / 3] * 3)
+    # another vector: one weight per channel, renormalised; a wrong length is an error
+    o = OFOptions(weight=[1.0, 3.0])
+    np.testing.assert_allclose(channel_weights(o.weight, 2), [0.25, 0.75])
+    assert o.get_weight_at(1, 2) == pytest.approx(0.75)
+    for bad in ([0.2, 0.3, 0.5], [1.0]):
+        with pytest.raises(InvalidOptionError, match="one weight per channel"):
+            FlowParams.from_options(OFOptions(weight=bad)).weight_array(4, 5, 2)
+        with pytest.raises(InvalidOptionError, match="one weight per channel"):
+            OFOptions(weight=bad).get_weight_at(0, 2)
+    assert o.weight == [0.25, 0.75]  # never changed by a call (pyflowreg wrote back)
     with pytest.raises(InvalidOptionError, match="n_channels"):
-        o.weight_map(0)
+        channel_weights([1.0], 0)
+    with pytest.raises(InvalidOptionError, match="channel=2"):
+        o.get_weight_at(2, 2)
 
 
-def test_weight_map_spatial() -> None:
+def test_channel_weights_spatial() -> None:
     m = np.arange(12, dtype=np.float32).reshape(3, 4)
-    o = OFOptions(weight=m)
-    out = o.weight_map(2)
-    assert out.shape == (3, 4, 2) and out.dtype == np.float64
+    out = channel_weights(m, 2)
+    assert out.shape == (3, 4, 2) and out.dtype == np.float32
     np.testing.assert_array_equal(out[..., 1], m)
-    out[0, 0, 0] = -5
-    assert o.weight[0, 0] == 0  # returned a copy
-    assert o.weight_map(2, 3, 4).shape == (3, 4, 2)
+    np.testing.assert_array_equal(OFOptions(weight=m).get_weight_at(1, 2), m)
+    assert channel_weights(m, 2, 3, 4).shape == (3, 4, 2)
     with pytest.raises(InvalidOptionError, match="weight"):
-        o.weight_map(2, 5, 4)
-    o3 = OFOptions(weight=np.ones((3, 4, 2)))
+        channel_weights(m, 2, 5, 4)
     with pytest.raises(InvalidOptionError, match="weight"):
-        o3.weight_map(3)
+        channel_weights(np.ones((3, 4, 2)), 3)
 
 
-def test_a_data_vector() -> None:
-    np.testing.assert_array_equal(OFOptions().a_data_vector(3), [0.45, 0.45, 0.45])
+def test_a_data_per_channel() -> None:
+    from flowreg_dask.core.params import FlowParams
+
+    np.testing.assert_array_equal(
+        FlowParams.from_options(OFOptions()).a_data_vector(3), np.float32([0.45, 0.45, 0.45])
+    )
     o = OFOptions(a_data=[0.3, 0.9])
     assert o.a_data == (0.3, 0.9)
-    np.testing.assert_array_equal(o.a_data_vector(2), [0.3, 0.9])
+    np.testing.assert_allclose(FlowParams.from_options(o).a_data_vector(2), [0.3, 0.9])
     with pytest.raises(InvalidOptionError, match="a_data"):
-        o.a_data_vector(3)
+        FlowParams.from_options(o).a_data_vector(3)
     assert OFOptions(a_data=[0.5]).a_data == 0.5
 
 
-# ---- presets and min_level -----------------------------------------------------------------------
+def test_aliases_accepted_everywhere() -> None:
+    from flowreg_dask import get_displacement
+    from flowreg_dask.store.export import _resolve_format
+
+    img = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    assert OFOptions(constancy_assumption="grey").constancy_assumption == "gray"
+    get_displacement(img, img, constancy_assumption="grey", quality_setting="fast")
+    assert OFOptions(output_format="caiman").output_format is OutputFormat.CAIMAN_HDF5
+    assert _resolve_format("caiman").name == "caiman_hdf5"
 
 
 def test_presets_and_min_level_coupling() -> None:
@@ -354,13 +372,13 @@ def test_load_preset() -> None:
         ("flow_backend", "flowreg", "numba"),
         ("flow_backend", "NUMBA", "numba"),
         ("flow_backend", "cupy", "cupy"),
-        ("output_format", "HDF5", "hdf5"),
-        ("output_format", "MAT", "mat"),
-        ("output_format", "SUITE2P_TIFF", "suite2p_tiff"),
-        ("output_format", "MULTIFILE_TIFF", "multifile_tiff"),
-        ("output_format", "NULL", "null"),
-        ("output_format", "Array", "array"),
-        ("output_format", "caiman_hdf5", "caiman_hdf5"),
+        ("output_format", "hdf5", "HDF5"),
+        ("output_format", "mat", "MAT"),
+        ("output_format", "suite2p_tiff", "SUITE2P_TIFF"),
+        ("output_format", "multifile_tiff", "MULTIFILE_TIFF"),
+        ("output_format", "null", "NULL"),
+        ("output_format", "Array", "ARRAY"),
+        ("output_format", "caiman", "CAIMAN_HDF5"),
         ("interpolation_method", "NEAREST", "nearest"),
         ("interpolation_method", "Linear", "linear"),
         ("channel_normalization", "SEPARATE", "separate"),
@@ -393,7 +411,6 @@ def test_enum_error_lists_choices() -> None:
 def test_gnc_schedule_valid(good: object) -> None:
     o = OFOptions(gnc_schedule=good, warping_steps=3)
     assert isinstance(o.gnc_schedule, tuple) and len(o.gnc_schedule) >= 2
-    assert o.uses_gnc
 
 
 @pytest.mark.parametrize(
@@ -668,7 +685,7 @@ def test_load_pyflowreg_json_with_header(tmp_path: Path) -> None:
     path.write_text("Compensation options 2025-01-31\n\n" + json.dumps(pyflowreg, indent=4))
     with pytest.warns(FlowRegWarning, match="pyflowreg-only"):
         o = OFOptions.load(path)
-    assert o.output_format == "hdf5" and o.flow_backend == "numba"
+    assert o.output_format == "HDF5" and o.flow_backend == "numba"
     assert o.alpha == (2.0, 2.0) and o.quality_setting == "balanced"
     assert o.effective_min_level == 4 and o.output_typename == "double"
     assert o.input_file == Path("/data/rec.tif")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .._version import __version__
+from ..options._vocab import FlowBackend, Parallelization, QualitySetting
 
 
 def _positive_int(text: str) -> int:
@@ -186,7 +187,7 @@ def _open_input(args: argparse.Namespace, *, buffer_size: int, bin_size: int):
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quality",
-        choices=["quality", "balanced", "fast"],
+        choices=[q.value for q in QualitySetting if q is not QualitySetting.CUSTOM],
         default=None,
         help="quality preset (finest pyramid level solved: 0 / 4 / 6); default: quality",
     )
@@ -198,7 +199,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--parallelization",
-        choices=["sequential", "threading", "multiprocessing", "distributed"],
+        choices=Parallelization.names(),
         default=None,
         help="run mode (default: threading)",
     )
@@ -210,7 +211,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--flow-backend",
-        choices=["numba", "cupy"],
+        choices=[FlowBackend.NUMBA.value, FlowBackend.CUPY.value],
         default=None,
         help="flow solver: numba (CPU, default) or cupy (NVIDIA GPU; pip install "
         "'flowreg-dask[gpu]')",

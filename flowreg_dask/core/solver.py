@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, InvalidOptionError
+from ..errors import InvalidInputError, InvalidOptionError, warn_user
 from ..kernels.cpu import median as _median
 from ..kernels.cpu import sor as _sor
 from ..kernels.cpu import tensors as _tensors
 from ..kernels.cpu import warp as _kwarp
 from ..kernels.cpu.resample import resize
-from .params import MIN_FRAME_SIZE, FlowParams, resolve_params, warn_user
+from ..options import FlowBackend, choice
+from .params import MIN_FRAME_SIZE, FlowParams, resolve_params
 from .pyramid import Level, pyramid_plan
 from .rigid import estimate_rigid_shift
 
@@ -287,10 +288,6 @@ class FlowEstimator:
         return out
 
 
-BACKENDS = ("numba", "cupy", "numpy")
-_BACKEND_ALIASES = {"flowreg": "numba", "cpu": "numba", "cuda": "cupy", "flowreg_cuda": "cupy"}
-
-
 def make_estimator(
     reference: np.ndarray, params: FlowParams, backend: str = "numba", **backend_params: Any
 ):
@@ -316,15 +313,15 @@ def make_estimator(
         ``"cupy"`` when CuPy cannot be imported or no CUDA device is usable (install with
         ``pip install flowreg-dask[gpu]``).
     """
-    name = str(backend).lower()
-    name = _BACKEND_ALIASES.get(name, name)
-    if name == "numba":
+    try:
+        name = choice("flow_backend", backend, FlowBackend)
+    except ValueError as exc:
+        raise InvalidOptionError(str(exc)) from None
+    if name is FlowBackend.NUMBA:
         return FlowEstimator(reference, params)
-    if name in ("cupy", "numpy"):
-        from ..kernels.gpu.batched import make_batched_estimator  # lazy: no cupy at import
+    from ..kernels.gpu.batched import make_batched_estimator  # lazy: no cupy at import
 
-        return make_batched_estimator(reference, params, name, **backend_params)
-    raise InvalidOptionError(f"flow_backend: expected one of {BACKENDS}, got {backend!r}")
+    return make_batched_estimator(reference, params, name.value, **backend_params)
 
 
 def _params_for(reference: np.ndarray, options: Any, params: dict) -> FlowParams:

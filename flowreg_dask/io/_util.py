@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
-import warnings
 
 import numpy as np
 
-from ..errors import FlowRegWarning
+from ..errors import (
+    warn_user,  # noqa: F401  (re-exported for the readers)
+)
 
 __all__ = [
     "warn_user",
@@ -21,18 +21,6 @@ __all__ = [
 ]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def warn_user(message: str, category: type[Warning] = FlowRegWarning) -> None:
-    """Emit a warning attributed to the first caller outside flowreg_dask (the user's line)."""
-    frame = sys._getframe(1)
-    level = 2  # stacklevel 2 is warn_user's caller
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
-        _PACKAGE_DIR + os.sep
-    ):
-        frame = frame.f_back
-        level += 1
-    warnings.warn(message, category, stacklevel=level)
 
 
 def describe_path(path: object) -> str:

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from ..core.params import PRESET_MIN_LEVEL, FlowParams, resolve_params
+from ..core.params import FlowParams, resolve_params
 from ..core.solver import make_estimator
 from ..core.warp import interpolation_order
 from ..errors import InvalidInputError, InvalidOptionError
 from ..kernels.cpu import gaussian as _gauss
-from ..options import OFOptions
+from ..options import QUALITY_PRESETS, OFOptions
 from ..preprocess.filters import gaussian_weights, sigma_matrix
 from ..preprocess.normalize import EPS, intensity_range
 from ._warp import warp_frame
@@ -39,7 +39,7 @@ from ._warp import warp_frame
 __all__ = ["FlowRegLive"]
 
 #: Finest pyramid level used to pre-register a reference stack (the "balanced" preset).
-STACK_MIN_LEVEL = PRESET_MIN_LEVEL["balanced"]
+STACK_MIN_LEVEL = QUALITY_PRESETS["balanced"]
 
 _INT_KINDS = "iu"
 _F0 = np.float32(0.0)

@@ -17,9 +17,9 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..core.params import resolve_params, warn_user
-from ..errors import InvalidInputError, InvalidOptionError
-from ..options import OFOptions, RegistrationConfig
+from ..core.params import resolve_params
+from ..errors import InvalidInputError, InvalidOptionError, warn_user
+from ..options import OFOptions, OutputFormat, RegistrationConfig
 from ..store.zarr_store import CorrectedStore
 from .blocks import STAT_NAMES
 from .graph import (
@@ -187,8 +187,7 @@ def config_for_backend(
             f"parallelization={mode!r} with flow_backend='cupy': several threads/processes would "
             "share one GPU context and its memory; running 'sequential' instead (each chunk's "
             "frames are batched on the GPU). For several GPUs use parallelization='distributed' "
-            "with one worker per GPU (e.g. a dask_cuda.LocalCUDACluster client).",
-            stacklevel=4,
+            "with one worker per GPU (e.g. a dask_cuda.LocalCUDACluster client)."
         )
         mode = update["parallelization"] = "sequential"
     if mode == "distributed" and not cfg.scheduler_address and cfg.n_jobs != 1:
@@ -201,8 +200,7 @@ def config_for_backend(
                 warn_user(
                     f"n_jobs={cfg.n_jobs} with flow_backend='cupy': the local cluster gets one "
                     "worker, since its workers would all share the first GPU; for one worker per "
-                    "GPU create a Client of a dask_cuda.LocalCUDACluster before the call",
-                    stacklevel=4,
+                    "GPU create a Client of a dask_cuda.LocalCUDACluster before the call"
                 )
             update["n_jobs"] = 1
     if mode != "distributed":
@@ -298,7 +296,7 @@ def _output_paths(options: OFOptions, output: Any) -> tuple[Path, Path | None]:
     exported from it once it is complete (streamed, under a temporary name until finished).
     """
     fmt = options.output_format
-    if fmt == "array":
+    if fmt is OutputFormat.ARRAY:
         raise InvalidOptionError(
             "output_format: 'array' returns the result in memory; use compensate_arr() for that, "
             "or choose a file format"
@@ -313,7 +311,7 @@ def _output_paths(options: OFOptions, output: Any) -> tuple[Path, Path | None]:
         else:
             name = "compensated"
         target = Path(options.output_path) / name
-    if fmt in ("zarr", "null"):
+    if fmt in (OutputFormat.ZARR, OutputFormat.NULL):
         return (target if target.suffix == ".zarr" else target.with_suffix(".zarr")), None
     from ..store.export import export_suffix
 
@@ -476,8 +474,7 @@ def _checked_store(rec, options, run, reference, out_path, overwrite, resume) ->
         warn_user(
             f"recording: frames {format_frames(bad)} hold NaN/Inf values; those pixels are "
             "replaced by the reference's (nonfinite='reference') and the frames are left out of "
-            "the reference",
-            stacklevel=4,
+            "the reference"
         )
     n_frames, h, w, c = rec.shape
     return CorrectedStore.create(

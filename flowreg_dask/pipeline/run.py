@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidOptionError
+from ..options import RegistrationConfig
 
-MODES = ("sequential", "threading", "multiprocessing", "distributed")
 _SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -111,24 +110,11 @@ def _tree(parts: list[Any], combine: Callable[[Any, Any], Any]) -> Any:
     return parts[0]
 
 
-def resolve_mode(config: Any) -> tuple[str, int]:
-    """(mode, n_workers) from a ``RegistrationConfig`` (or None = threading on all cores)."""
-    mode = None if config is None else getattr(config, "parallelization", None)
-    address = None if config is None else getattr(config, "scheduler_address", None)
-    n_jobs = -1 if config is None else int(getattr(config, "n_jobs", -1))
-    if mode is None:
-        mode = "distributed" if address else "threading"
-    mode = str(mode).lower()
-    aliases = {"threads": "threading", "processes": "multiprocessing", "synchronous": "sequential"}
-    mode = aliases.get(mode, mode)
-    if mode not in MODES:
-        raise InvalidOptionError(f"parallelization: expected one of {MODES}, got {mode!r}")
-    n_workers = os.cpu_count() or 1 if n_jobs == -1 else n_jobs
-    if n_workers < 1:
-        raise InvalidOptionError(f"n_jobs: expected -1 (all cores) or >= 1, got {n_jobs}")
-    if mode == "sequential":
-        n_workers = 1
-    return mode, n_workers
+def resolve_mode(config: RegistrationConfig | None) -> tuple[str, int]:
+    """(mode, n_workers) of a ``RegistrationConfig`` (None = threading on all cores)."""
+    cfg = config if config is not None else RegistrationConfig()
+    mode = str(cfg.resolved_parallelization())
+    return mode, 1 if mode == "sequential" else cfg.resolved_n_jobs()
 
 
 def _exit_with_parent(parent: int) -> None:

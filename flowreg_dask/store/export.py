@@ -48,6 +48,7 @@ from flowreg_dask.errors import (
     OutputExistsError,
     UnsupportedFormatError,
 )
+from flowreg_dask.options import OutputFormat, choice
 
 __all__ = ["export_result", "export_formats", "check_export", "export_suffix"]
 
@@ -171,18 +172,7 @@ _FORMAT_LIST = (
         compressions=("gzip",),
     ),
 )
-_FORMATS = {f.name: f for f in _FORMAT_LIST}
-_ALIASES = {
-    "h5": "hdf5",
-    "hdf": "hdf5",
-    "caiman": "caiman_hdf5",
-    "tif": "tiff",
-    "suite2p_binary": "suite2p",
-    "suite2p_bin": "suite2p",
-    "mat73": "mat",
-    "multifile_tif": "multifile_tiff",
-    "multifile_h5": "multifile_hdf5",
-}
+_FORMATS = {OutputFormat(f.name): f for f in _FORMAT_LIST}
 
 
 def export_formats() -> dict[str, str]:
@@ -200,20 +190,17 @@ def export_formats() -> dict[str, str]:
 
 
 def _resolve_format(format: Any) -> _Format:
-    if not isinstance(format, str):
-        raise UnsupportedFormatError(
-            f"format must be a string naming an export format; got {format!r}. "
-            f"Known formats: {', '.join(_FORMATS)}."
-        )
-    key = format.strip().lower().replace("-", "_").replace(" ", "_")
-    key = _ALIASES.get(key, key)
-    if key not in _FORMATS:
+    try:
+        fmt = choice("format", format, OutputFormat)
+    except ValueError:
+        fmt = None
+    if fmt not in _FORMATS:
         listing = "; ".join(f"'{f.name}'" for f in _FORMAT_LIST)
         raise UnsupportedFormatError(
             f"unknown export format {format!r}. Known formats (case-insensitive): {listing}. "
             "See flowreg_dask.store.export_formats() for what each one writes."
         )
-    return _FORMATS[key]
+    return _FORMATS[fmt]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Algorithm options (:class:`OFOptions`) and runtime settings (:class:`RegistrationConfig`).
+"""The algorithm options of the Flow-Registration method: :class:`OFOptions`.
 
 :class:`OFOptions` holds every parameter of the Flow-Registration method (Flotho et al., J
 Biophotonics 2022, :doi:`10.1002/jbio.202100330`): the variational optical-flow energy, its
@@ -6,529 +6,64 @@ coarse-to-fine solver, the pre-processing, the reference and the outputs. Field 
 follow the reference implementation (pyflowreg's ``OFOptions``) where a pyflowreg user would look
 for them, so existing option files load. Unlike the reference implementation the model is validated
 on assignment too, never mutates itself while being read and can be saved at any time.
-
-:class:`RegistrationConfig` holds the runtime settings (parallelism, scheduler, verbosity, progress)
-that do not change the result and are therefore kept apart from the algorithm options.
-
-The field descriptions of both models are the source of the options table in the documentation
-(:func:`options_table`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
-import re
-import sys
-import warnings
-from collections.abc import Iterable, Mapping
-from difflib import get_close_matches
-from enum import Enum
+from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, Field, PrivateAttr, field_validator
+
+from ..errors import InvalidOptionError, RecordingNotFoundError
+from ._serialize import (
+    _NPY_MARKER,
+    _dumps_toml,
+    _format_from_suffix,
+    _inline_array,
+    _loads_toml,
+    _parse_json_text,
+    _pop_legacy_keys,
+    _restore_inline,
+)
+from ._validate import (
+    NDArray,
+    _as_bool,
+    _as_float,
+    _as_int,
+    _as_positive,
+    _invalid,
+    _is_number,
+    _json_safe,
+    _path_or_url,
+    _short,
+    _StrictModel,
+    _to_index,
+)
+from ._vocab import (
+    QUALITY_PRESETS,
+    ChannelNormalization,
+    ConstancyAssumption,
+    FlowBackend,
+    InterpolationMethod,
+    NamingConvention,
+    NonfinitePolicy,
+    OutputFormat,
+    OutputTypename,
+    QualitySetting,
+    choice,
 )
 
-from flowreg_dask.errors import FlowRegWarning, InvalidOptionError, RecordingNotFoundError
-
-__all__ = [
-    "OFOptions",
-    "RegistrationConfig",
-    "QUALITY_PRESETS",
-    "presets",
-    "load_preset",
-    "options_table",
-    "QualitySetting",
-    "ConstancyAssumption",
-    "ChannelNormalization",
-    "InterpolationMethod",
-    "FlowBackend",
-    "OutputFormat",
-    "OutputTypename",
-    "NamingConvention",
-    "Parallelization",
-    "LEGACY_PYFLOWREG_KEYS",
-]
-
-# --------------------------------------------------------------------------------------------------
-# Vocabularies
-# --------------------------------------------------------------------------------------------------
-
-QualitySetting = Literal["quality", "balanced", "fast", "custom"]
-ConstancyAssumption = Literal["gc", "gray", "cs"]
-ChannelNormalization = Literal["joint", "separate"]
-InterpolationMethod = Literal["cubic", "linear", "nearest"]
-NonfinitePolicy = Literal["error", "reference"]
-FlowBackend = Literal["numba", "cupy"]
-OutputFormat = Literal[
-    "zarr",
-    "hdf5",
-    "tiff",
-    "mat",
-    "npy",
-    "caiman_hdf5",
-    "suite2p",
-    "suite2p_tiff",
-    "multifile_tiff",
-    "multifile_hdf5",
-    "multifile_mat",
-    "array",
-    "null",
-]
-OutputTypename = Literal[
-    "single", "double", "float32", "float64", "uint8", "uint16", "int16", "int32"
-]
-NamingConvention = Literal["default", "batch"]
-Parallelization = Literal["sequential", "threading", "multiprocessing", "distributed"]
-
-#: Finest pyramid level of each quality preset (0 = full resolution); "custom" uses ``min_level``.
-QUALITY_PRESETS: Mapping[str, int] = MappingProxyType({"quality": 0, "balanced": 4, "fast": 6})
-#: Alias of :data:`QUALITY_PRESETS`.
-presets = QUALITY_PRESETS
-
-_QUALITY_CHOICES: tuple[str, ...] = ("quality", "balanced", "fast", "custom")
-_CONSTANCY_CHOICES: tuple[str, ...] = ("gc", "gray", "cs")
-_CONSTANCY_ALIASES = {
-    "gradient": "gc",
-    "gradient_constancy": "gc",
-    "grey": "gray",
-    "brightness": "gray",
-    "brightness_constancy": "gray",
-    "census": "cs",
-}
-_NORMALIZATION_CHOICES: tuple[str, ...] = ("joint", "separate")
-_NORMALIZATION_ALIASES = {"together": "joint"}
-_INTERPOLATION_CHOICES: tuple[str, ...] = ("cubic", "linear", "nearest")
-_INTERPOLATION_ALIASES = {"bicubic": "cubic", "bilinear": "linear", "nearest_neighbor": "nearest"}
-_NONFINITE_CHOICES: tuple[str, ...] = ("error", "reference")
-_BACKEND_CHOICES: tuple[str, ...] = ("numba", "cupy")
-_BACKEND_ALIASES = {"flowreg": "numba", "cpu": "numba", "flowreg_cuda": "cupy", "cuda": "cupy"}
-_FORMAT_CHOICES: tuple[str, ...] = (
-    "zarr",
-    "hdf5",
-    "tiff",
-    "mat",
-    "npy",
-    "caiman_hdf5",
-    "suite2p",
-    "suite2p_tiff",
-    "multifile_tiff",
-    "multifile_hdf5",
-    "multifile_mat",
-    "array",
-    "null",
-)
-_FORMAT_ALIASES = {
-    "ome_zarr": "zarr",
-    "h5": "hdf5",
-    "hdf": "hdf5",
-    "tif": "tiff",
-    "suite2p_binary": "suite2p",
-    "multifile_mat73": "multifile_mat",
-    "multifile_tif": "multifile_tiff",
-    "multifile_h5": "multifile_hdf5",
-    "none": "null",
-}
-_TYPENAME_CHOICES: tuple[str, ...] = (
-    "single",
-    "double",
-    "float32",
-    "float64",
-    "uint8",
-    "uint16",
-    "int16",
-    "int32",
-)
-_NAMING_CHOICES: tuple[str, ...] = ("default", "batch")
-_PARALLEL_CHOICES: tuple[str, ...] = ("sequential", "threading", "multiprocessing", "distributed")
-_PARALLEL_ALIASES = {
-    "synchronous": "sequential",
-    "single_threaded": "sequential",
-    "threads": "threading",
-    "threaded": "threading",
-    "processes": "multiprocessing",
-    "dask": "distributed",
-}
-
-#: pyflowreg option keys that flowreg_dask does not have (dropped with a warning on load).
-LEGACY_PYFLOWREG_KEYS: tuple[str, ...] = (
-    "channel_idx",
-    "save_valid_mask",
-    "min_frames_per_reference",
-    "n_references",
-    "preproc_funct",
-    "get_displacement_impl",
-    "get_displacement_factory",
-)
-
-_NDARRAY_MARKER = "__ndarray__"
-_NPY_MARKER = "__npy__"
 _ARRAY_FIELDS: tuple[str, ...] = ("weight", "reference_frames")
 _WEIGHT_SUM_TOL = 1e-12
 _GNC_TOL = 1e-6
-
-# numpy arrays are allowed as field values; this gives them a JSON schema (model_json_schema).
-NDArray = Annotated[
-    np.ndarray,
-    WithJsonSchema(
-        {
-            "type": "array",
-            "items": {},
-            "description": "numpy array (nested lists in JSON; saved as a .npy side file)",
-        }
-    ),
-]
-
-# --------------------------------------------------------------------------------------------------
-# Small helpers (messages, warnings, coercion)
-# --------------------------------------------------------------------------------------------------
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    """Short ``repr`` of ``value`` for error messages (arrays and long lists summarised)."""
-    if isinstance(value, np.ndarray):
-        return f"array(shape={value.shape}, dtype={value.dtype})"
-    if isinstance(value, range):
-        return repr(value)
-    if isinstance(value, (list, tuple)) and len(value) > 8:
-        head = ", ".join(_short(v, 20) for v in value[:3])
-        return f"[{head}, ...] ({len(value)} items)"
-    text = repr(value)
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return text
-
-
-def _invalid(field: str, value: Any, expected: str, fix: str) -> ValueError:
-    """Build the standard "field, value, allowed range, fix" error."""
-    return ValueError(f"{field}={_short(value)} is invalid: expected {expected}. Fix: {fix}")
-
-
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def _user_stacklevel() -> int:
-    """Stack level of the first frame outside flowreg_dask and pydantic (the user's line)."""
-    import pydantic
-
-    skip = (_PKG_DIR, os.path.dirname(os.path.abspath(pydantic.__file__)))
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, FlowRegWarning, stacklevel=_user_stacklevel())
-
-
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not _is_bool(value)
-
-
-def _as_float(
-    field: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    low_inclusive: bool = True,
-    high: float | None = None,
-    high_inclusive: bool = True,
-    fix: str,
-) -> float:
-    """Coerce a finite real number and check its range."""
-    parts = []
-    if low is not None:
-        parts.append(f"{'>=' if low_inclusive else '>'} {low:g}")
-    if high is not None:
-        parts.append(f"{'<=' if high_inclusive else '<'} {high:g}")
-    expected = "a finite real number" + (f" {' and '.join(parts)}" if parts else "")
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if not _is_number(value) or not math.isfinite(float(value)):
-        raise _invalid(field, value, expected, fix)
-    out = float(value)
-    if low is not None and (out < low or (out == low and not low_inclusive)):
-        raise _invalid(field, value, expected, fix)
-    if high is not None and (out > high or (out == high and not high_inclusive)):
-        raise _invalid(field, value, expected, fix)
-    return out
-
-
-def _as_int(field: str, value: Any, *, low: int, fix: str, what: str = "an integer") -> int:
-    """Coerce an integer (integral floats accepted, booleans rejected) and check ``>= low``."""
-    expected = f"{what} >= {low}"
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if isinstance(value, (int, np.integer)) and not _is_bool(value):
-        out = int(value)
-    elif (
-        isinstance(value, (float, np.floating))
-        and math.isfinite(value)
-        and float(value).is_integer()
-    ):
-        out = int(value)
-    else:
-        raise _invalid(field, value, expected, fix)
-    if out < low:
-        raise _invalid(field, value, expected, fix)
-    return out
-
-
-def _as_bool(field: str, value: Any) -> bool:
-    if _is_bool(value):
-        return bool(value)
-    if isinstance(value, (int, np.integer)) and int(value) in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in (
-        "true",
-        "false",
-        "yes",
-        "no",
-        "on",
-        "off",
-    ):
-        return value.strip().lower() in ("true", "yes", "on")
-    raise _invalid(field, value, "True or False", f"pass {field}=True or {field}=False")
-
-
-def _choice(
-    field: str, value: Any, choices: tuple[str, ...], aliases: Mapping[str, str] | None = None
-) -> str:
-    """Normalise a case-insensitive string choice (with aliases)."""
-    if isinstance(value, Enum):
-        value = value.value
-    if isinstance(value, str):
-        key = value.strip().lower().replace("-", "_").replace(" ", "_")
-        if key in choices:
-            return key
-        if aliases and key in aliases:
-            return aliases[key]
-    names = ", ".join(repr(c) for c in choices)
-    alias_text = ""
-    if aliases:
-        alias_text = " (aliases: " + ", ".join(f"{a!r}->{b!r}" for a, b in aliases.items()) + ")"
-    hint = ""
-    if isinstance(value, str):
-        close = get_close_matches(value.strip().lower(), list(choices) + list(aliases or ()), n=1)
-        if close:
-            hint = f" Did you mean {close[0]!r}?"
-    raise _invalid(
-        field,
-        value,
-        f"one of {names}{alias_text}, case-insensitive",
-        f"pass one of the allowed values.{hint}",
-    )
-
-
-def _path_or_url(field: str, value: Any) -> Path | str:
-    """str → Path (URLs such as ``s3://...`` stay strings); Path kept."""
-    if isinstance(value, Path):
-        return value
-    if isinstance(value, os.PathLike):
-        return Path(os.fspath(value))
-    if isinstance(value, str):
-        if not value.strip():
-            raise _invalid(
-                field, value, "a non-empty path", f"pass a file path or leave {field} unset"
-            )
-        return value if "://" in value else Path(value)
-    raise _invalid(field, value, "a str or pathlib.Path", "pass a file path as str or Path")
-
-
-def _json_safe(field: str, value: Any) -> Any:
-    """Normalise a JSON-compatible value (tuples → lists, numpy scalars → Python)."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(field, v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(field, value.tolist())
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise _invalid(field, value, "a dict with str keys", "use string keys")
-            out[k] = _json_safe(field, v)
-        return out
-    raise _invalid(
-        field,
-        value,
-        "JSON-compatible values (str, int, float, bool, None, lists, dicts)",
-        "pass plain values so the options can be saved with the results",
-    )
-
-
-def _values_equal(a: Any, b: Any) -> bool:
-    """Exact equality that understands numpy arrays (shape, dtype and values)."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
-            return False
-        if a.shape != b.shape or a.dtype != b.dtype:
-            return False
-        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
-    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
-        if type(a) is not type(b) or len(a) != len(b):
-            return False
-        return all(_values_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) or isinstance(b, dict):
-        if not (isinstance(a, dict) and isinstance(b, dict)) or a.keys() != b.keys():
-            return False
-        return all(_values_equal(a[k], b[k]) for k in a)
-    if type(a) is not type(b):
-        return False
-    return bool(a == b)
-
-
-def _format_validation_error(model: str, exc: ValidationError, fields: Mapping[str, Any]) -> str:
-    """Turn a pydantic ValidationError into one readable message naming field, value and fix."""
-    lines: list[str] = []
-    seen: set[str] = set()
-    for err in exc.errors(include_url=False):
-        loc = err.get("loc", ())
-        field = str(loc[0]) if loc else ""
-        if field in seen:
-            continue
-        seen.add(field)
-        ctx = err.get("ctx") or {}
-        if err.get("type") in ("value_error", "assertion_error") and "error" in ctx:
-            lines.append(str(ctx["error"]))
-            continue
-        desc = ""
-        if field in fields and getattr(fields[field], "description", None):
-            desc = f" ({field}: {fields[field].description})"
-        lines.append(
-            f"{field or model}={_short(err.get('input'))} is invalid: {err.get('msg')}.{desc}"
-        )
-    if len(lines) == 1:
-        return f"Invalid {model} option: {lines[0]}"
-    return f"Invalid {model} options:\n" + "\n".join(f"  - {line}" for line in lines)
-
-
-class _StrictModel(BaseModel):
-    """Base model: extra keys forbidden, validated on assignment, raises InvalidOptionError.
-
-    A failed assignment leaves the model unchanged (pydantic alone keeps a value that failed a
-    model-level check).
-    """
-
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, arbitrary_types_allowed=True
-    )
-
-    if not TYPE_CHECKING:  # keep the field-typed __init__ signature for type checkers
-
-        def __init__(self, /, **data: Any) -> None:
-            try:
-                super().__init__(**data)
-            except ValidationError as exc:
-                raise InvalidOptionError(
-                    _format_validation_error(type(self).__name__, exc, type(self).model_fields)
-                ) from exc
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith("_"):
-            super().__setattr__(name, value)
-            return
-        fields = type(self).model_fields
-        if name not in fields:
-            raise InvalidOptionError(self._unknown_key_message([name]))
-        snapshot = dict(self.__dict__)
-        try:
-            super().__setattr__(name, value)
-        except ValidationError as exc:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise InvalidOptionError(
-                _format_validation_error(type(self).__name__, exc, fields)
-            ) from exc
-        except Exception:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
-
-    @classmethod
-    def _unknown_key_message(cls, keys: Iterable[str]) -> str:
-        parts = []
-        names = list(cls.model_fields)
-        for key in keys:
-            close = get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            parts.append(f"{key!r}{hint}")
-        return (
-            f"unknown {cls.__name__} option(s) {', '.join(parts)}: expected one of "
-            f"{', '.join(names)}. Fix: remove or rename the key."
-        )
-
-    @classmethod
-    def _preprocess_input(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """Hook for subclasses: adapt raw input keys before validation."""
-        return data
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            data = cls._preprocess_input(dict(data))
-            unknown = [k for k in data if k not in cls.model_fields]
-            if unknown:
-                raise ValueError(cls._unknown_key_message(unknown))
-        return data
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(
-            _values_equal(getattr(self, name), getattr(other, name))
-            for name in type(self).model_fields
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def _non_default_items(self) -> list[tuple[str, Any]]:
-        items = []
-        for name, info in type(self).model_fields.items():
-            default = info.get_default(call_default_factory=True)
-            value = getattr(self, name)
-            if not _values_equal(value, default):
-                items.append((name, value))
-        return items
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={_short(v, 60)}" for k, v in self._non_default_items())
-        return f"{type(self).__name__}({args})"
-
-    __str__ = __repr__
-
-
-# --------------------------------------------------------------------------------------------------
-# OFOptions
-# --------------------------------------------------------------------------------------------------
+#: Frames per time chunk unless told otherwise (OFOptions.buffer_size, open_recording).
+DEFAULT_BUFFER_SIZE = 400
 
 
 def _default_weight() -> list[float]:
@@ -621,7 +156,7 @@ class OFOptions(_StrictModel):
         ),
     )
     quality_setting: QualitySetting = Field(
-        default="quality",
+        default=QualitySetting.QUALITY,
         description=(
             "Speed/quality preset selecting the finest level: 'quality' -> 0, 'balanced' -> 4, "
             "'fast' -> 6, 'custom' -> max(min_level, 0)."
@@ -676,7 +211,7 @@ class OFOptions(_StrictModel):
         ),
     )
     constancy_assumption: ConstancyAssumption = Field(
-        default="gc",
+        default=ConstancyAssumption.GC,
         description=(
             "Data term: 'gc' gradient constancy (normalised), 'gray' brightness constancy, 'cs' "
             "smoothed census. Aliases: 'gradient', 'brightness', 'census'."
@@ -692,21 +227,21 @@ class OFOptions(_StrictModel):
         ),
     )
     channel_normalization: ChannelNormalization = Field(
-        default="joint",
+        default=ChannelNormalization.JOINT,
         description=(
             "Intensity normalisation to [0, 1] before filtering: 'joint' (one min/max for all "
             "channels) or 'separate' (per channel)."
         ),
     )
     interpolation_method: InterpolationMethod = Field(
-        default="cubic",
+        default=InterpolationMethod.CUBIC,
         description=(
             "Interpolation of the final backward warp of the raw frames: 'cubic', 'linear' or "
             "'nearest'."
         ),
     )
     nonfinite: NonfinitePolicy = Field(
-        default="error",
+        default=NonfinitePolicy.ERROR,
         description=(
             "NaN/Inf in a float recording: 'error' refuses the recording before anything is "
             "written, naming the frames; 'reference' replaces those pixels by the raw reference's "
@@ -769,7 +304,7 @@ class OFOptions(_StrictModel):
     )
     # ---- compute backend -------------------------------------------------------------------------
     flow_backend: FlowBackend = Field(
-        default="numba",
+        default=FlowBackend.NUMBA,
         description="Flow solver backend: 'numba' (CPU; alias 'flowreg') or 'cupy' (CUDA GPU).",
     )
     backend_params: dict[str, Any] = Field(
@@ -795,7 +330,7 @@ class OFOptions(_StrictModel):
         ),
     )
     output_format: OutputFormat = Field(
-        default="zarr",
+        default=OutputFormat.ZARR,
         description=(
             "Output format: 'zarr' (default, resumable), 'hdf5', 'tiff', 'mat', 'npy', "
             "'caiman_hdf5', 'suite2p', 'multifile_tiff', 'multifile_hdf5', 'array' (in memory) or "
@@ -812,7 +347,7 @@ class OFOptions(_StrictModel):
         description="Output file name overriding naming_convention (None = derived from it).",
     )
     naming_convention: NamingConvention = Field(
-        default="default",
+        default=NamingConvention.DEFAULT,
         description=(
             "Output names: 'default' -> compensated.<ext>; 'batch' -> <input "
             "stem>_compensated.<ext> (also for the metadata files)."
@@ -820,7 +355,7 @@ class OFOptions(_StrictModel):
     )
     verbose: bool = Field(default=False, description="Print extra diagnostic information.")
 
-    _preset_before_custom: str = PrivateAttr(default="quality")
+    _preset_before_custom: QualitySetting = PrivateAttr(default=QualitySetting.QUALITY)
 
     # ---- validators ------------------------------------------------------------------------------
 
@@ -1042,51 +577,55 @@ class OFOptions(_StrictModel):
 
     @field_validator("quality_setting", mode="before")
     @classmethod
-    def _v_quality(cls, value: Any) -> str:
-        return _choice("quality_setting", value, _QUALITY_CHOICES)
+    def _v_quality(cls, value: Any) -> Any:
+        return choice("quality_setting", value, QualitySetting)
 
     @field_validator("constancy_assumption", mode="before")
     @classmethod
-    def _v_constancy(cls, value: Any) -> str:
-        return _choice("constancy_assumption", value, _CONSTANCY_CHOICES, _CONSTANCY_ALIASES)
+    def _v_constancy(cls, value: Any) -> Any:
+        return choice("constancy_assumption", value, ConstancyAssumption)
 
     @field_validator("channel_normalization", mode="before")
     @classmethod
-    def _v_normalization(cls, value: Any) -> str:
-        return _choice(
-            "channel_normalization", value, _NORMALIZATION_CHOICES, _NORMALIZATION_ALIASES
-        )
+    def _v_normalization(cls, value: Any) -> Any:
+        return choice("channel_normalization", value, ChannelNormalization)
 
     @field_validator("interpolation_method", mode="before")
     @classmethod
-    def _v_interpolation(cls, value: Any) -> str:
-        return _choice(
-            "interpolation_method", value, _INTERPOLATION_CHOICES, _INTERPOLATION_ALIASES
-        )
+    def _v_interpolation(cls, value: Any) -> Any:
+        return choice("interpolation_method", value, InterpolationMethod)
 
     @field_validator("nonfinite", mode="before")
     @classmethod
-    def _v_nonfinite(cls, value: Any) -> str:
-        return _choice("nonfinite", value, _NONFINITE_CHOICES, {})
+    def _v_nonfinite(cls, value: Any) -> Any:
+        return choice("nonfinite", value, NonfinitePolicy)
 
     @field_validator("flow_backend", mode="before")
     @classmethod
-    def _v_backend(cls, value: Any) -> str:
-        return _choice("flow_backend", value, _BACKEND_CHOICES, _BACKEND_ALIASES)
+    def _v_backend(cls, value: Any) -> Any:
+        return choice("flow_backend", value, FlowBackend)
 
     @field_validator("output_format", mode="before")
     @classmethod
-    def _v_format(cls, value: Any) -> str:
-        return _choice("output_format", value, _FORMAT_CHOICES, _FORMAT_ALIASES)
+    def _v_format(cls, value: Any) -> Any:
+        fmt = choice("output_format", value, OutputFormat)
+        if fmt is OutputFormat.BEGONIA:
+            raise _invalid(
+                "output_format",
+                value,
+                "a format flowreg_dask writes (BEGONIA is not implemented, as in pyflowreg)",
+                "choose 'HDF5', 'TIFF', 'MAT' or the default OME-Zarr store",
+            )
+        return fmt
 
     @field_validator("naming_convention", mode="before")
     @classmethod
-    def _v_naming(cls, value: Any) -> str:
-        return _choice("naming_convention", value, _NAMING_CHOICES)
+    def _v_naming(cls, value: Any) -> Any:
+        return choice("naming_convention", value, NamingConvention)
 
     @field_validator("output_typename", mode="before")
     @classmethod
-    def _v_typename(cls, value: Any) -> str | None:
+    def _v_typename(cls, value: Any) -> OutputTypename | None:
         if value is None:
             return None
         if isinstance(value, (type, np.dtype)):
@@ -1094,7 +633,7 @@ class OFOptions(_StrictModel):
                 value = np.dtype(value).name
             except TypeError:
                 pass
-        return _choice("output_typename", value, _TYPENAME_CHOICES)
+        return choice("output_typename", value, OutputTypename)
 
     @field_validator(
         "cc_initialization",
@@ -1164,7 +703,7 @@ class OFOptions(_StrictModel):
         if qs != "custom":
             self._preset_before_custom = qs
             if self.__dict__["min_level"] >= 0:
-                self.__dict__["quality_setting"] = "custom"
+                self.__dict__["quality_setting"] = QualitySetting.CUSTOM
 
     def __setattr__(self, name: str, value: Any) -> None:
         before = self.__dict__.get("quality_setting")
@@ -1172,7 +711,7 @@ class OFOptions(_StrictModel):
         if name == "min_level":
             if self.min_level >= 0 and self.quality_setting != "custom":
                 self._preset_before_custom = self.quality_setting
-                self.__dict__["quality_setting"] = "custom"
+                self.__dict__["quality_setting"] = QualitySetting.CUSTOM
             elif self.min_level == -1 and self.quality_setting == "custom":
                 self.__dict__["quality_setting"] = self._preset_before_custom
         elif name == "quality_setting":
@@ -1191,11 +730,6 @@ class OFOptions(_StrictModel):
             return max(self.min_level, 0)
         return QUALITY_PRESETS[self.quality_setting]
 
-    @property
-    def uses_gnc(self) -> bool:
-        """True when a graduated non-convexity schedule is set."""
-        return self.gnc_schedule is not None
-
     def get_sigma_at(self, channel: int) -> np.ndarray:
         """Gaussian pre-filter sigmas of one channel.
 
@@ -1213,102 +747,20 @@ class OFOptions(_StrictModel):
         row = self.sigma[min(c, len(self.sigma) - 1)]
         return np.array(row, dtype=np.float64)
 
-    def weight_map(
-        self, n_channels: int, height: int | None = None, width: int | None = None
-    ) -> np.ndarray:
-        """Channel weights for a recording with ``n_channels`` channels (options stay unchanged).
+    def get_weight_at(self, channel: int, n_channels: int) -> float | np.ndarray:
+        """Weight of one channel of a recording with ``n_channels`` channels (pyflowreg's API).
 
-        Parameters
-        ----------
-        n_channels : int
-            Number of channels C of the recording.
-        height, width : int, optional
-            Frame size. When given, the result is always an ``(H, W, C)`` map and a spatial weight
-            map must have that size.
-
-        Returns
-        -------
-        numpy.ndarray
-            float64 ``(C,)`` vector summing to 1 for a 1-D weight (missing channels get 1/C, extra
-            weights are dropped, then renormalised) when no frame size is given; otherwise an ``(H,
-            W, C)`` map. A spatial ``(H, W)`` map is replicated to every channel; spatial maps are
-            not renormalised.
-
-        Raises
-        ------
-        InvalidOptionError
-            If the spatial map does not fit the frame size or channel count.
+        Returns a float for a weight vector (see :func:`channel_weights`) or an ``(H, W)`` map for a
+        spatial weight. Unlike pyflowreg, the options are never changed by the call.
         """
+        c = _to_index("channel", channel)
         n = _as_positive("n_channels", n_channels)
-        if (height is None) != (width is None):
+        if c >= n:
             raise InvalidOptionError(
-                f"height={height!r}, width={width!r}: pass both or neither of height and width"
+                f"channel={c} is invalid for {n} channel(s): expected 0..{n - 1}."
             )
-        w = self.weight
-        if isinstance(w, list):
-            vec = np.full(n, 1.0 / n, dtype=np.float64)
-            k = min(len(w), n)
-            vec[:k] = w[:k]
-            total = float(vec.sum())
-            if total <= 0:
-                raise InvalidOptionError(
-                    f"weight={_short(w)} is invalid for {n} channel(s): the weights of the first "
-                    f"{n} channel(s) sum to 0. Fix: give at least one of them a positive weight."
-                )
-            vec /= total
-            if height is None:
-                return vec
-            h = _as_positive("height", height)
-            wd = _as_positive("width", width)
-            return np.broadcast_to(vec, (h, wd, n)).copy()
-        arr = np.asarray(w, dtype=np.float64)
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
-        if arr.shape[2] == 1 and n != 1:
-            arr = np.repeat(arr, n, axis=2)
-        elif arr.shape[2] != n:
-            raise InvalidOptionError(
-                f"weight=array(shape={w.shape}) is invalid for {n} channel(s): expected an (H, W) "
-                f"map or an (H, W, {n}) map. Fix: pass one weight map per channel or a single (H, "
-                "W) map."
-            )
-        if height is not None:
-            h = _as_positive("height", height)
-            wd = _as_positive("width", width)
-            if arr.shape[:2] != (h, wd):
-                raise InvalidOptionError(
-                    f"weight=array(shape={w.shape}) is invalid for frames of {h}x{wd}: expected a "
-                    f"map of shape ({h}, {wd}[, C]). Fix: resize the weight map to the frame size."
-                )
-        return np.array(arr, dtype=np.float64, copy=True)
-
-    def a_data_vector(self, n_channels: int) -> np.ndarray:
-        """Per-channel data-term exponents.
-
-        Parameters
-        ----------
-        n_channels : int
-            Number of channels C.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(C,)`` float64 array (a scalar ``a_data`` is repeated).
-
-        Raises
-        ------
-        InvalidOptionError
-            If a per-channel ``a_data`` has neither 1 nor ``n_channels`` entries.
-        """
-        n = _as_positive("n_channels", n_channels)
-        if isinstance(self.a_data, tuple):
-            if len(self.a_data) != n:
-                raise InvalidOptionError(
-                    f"a_data={self.a_data!r} is invalid for {n} channel(s): expected a scalar or "
-                    f"{n} values. Fix: pass one exponent per channel or a single value."
-                )
-            return np.array(self.a_data, dtype=np.float64)
-        return np.full(n, self.a_data, dtype=np.float64)
+        w = channel_weights(self.weight, n)
+        return float(w[c]) if w.ndim == 1 else np.array(w[:, :, c])
 
     def to_flow_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the per-frame flow engine.
@@ -1344,10 +796,8 @@ class OFOptions(_StrictModel):
         """numpy dtype of ``output_typename`` (``None`` = keep the input dtype)."""
         if self.output_typename is None:
             return None
-        name = {"single": "float32", "double": "float64"}.get(
-            self.output_typename, self.output_typename
-        )
-        return np.dtype(name)
+        name = str(self.output_typename)
+        return np.dtype({"single": "float32", "double": "float64"}.get(name, name))
 
     def copy(self, **overrides: Any) -> OFOptions:  # type: ignore[override]
         """Deep copy, optionally with some fields changed (validated).
@@ -1524,178 +974,75 @@ class OFOptions(_StrictModel):
         return cls.from_dict(data)
 
 
-# --------------------------------------------------------------------------------------------------
-# Legacy keys, arrays, JSON/TOML helpers
-# --------------------------------------------------------------------------------------------------
+def _default_weight_value(weight: Any) -> bool:
+    return isinstance(weight, list) and weight == _default_weight()
 
 
-def _pop_legacy_keys(data: dict[str, Any]) -> None:
-    """Remove pyflowreg-only keys from ``data`` in place (warn; raise for unsupported settings)."""
-    present = [k for k in LEGACY_PYFLOWREG_KEYS if k in data]
-    if not present:
-        return
-    n_ref = data.get("n_references")
-    if n_ref is not None and not (_is_number(n_ref) and float(n_ref) == 1.0):
-        raise InvalidOptionError(
-            f"n_references={_short(n_ref)} is not supported: flowreg_dask builds a single "
-            "reference (pyflowreg only repeated one reference as well). Fix: remove n_references "
-            "or set it to 1."
-        )
-    for key in ("get_displacement_impl", "get_displacement_factory"):
-        if data.get(key) is not None:
+def channel_weights(
+    weight: Any, n_channels: int, height: int | None = None, width: int | None = None
+) -> np.ndarray:
+    """Channel weights of the data term for a recording with ``n_channels`` channels (the one rule).
+
+    Parameters
+    ----------
+    weight : list of float, ndarray or None
+        ``OFOptions.weight``. None, or the default ``[0.5, 0.5]``, means equal weights for any
+        number of channels. Another vector needs one weight per channel (pyflowreg pads or
+        truncates a vector of another length; here that is an error, since it is almost always a
+        mistake) and is renormalised to sum 1. An ``(H, W)`` map is used for every channel, an
+        ``(H, W, C)`` map as is (maps are not renormalised).
+    n_channels : int
+        Number of channels C.
+    height, width : int, optional
+        Frame size; a spatial map must have it.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C,)`` float32 vector summing to 1, or an ``(H, W, C)`` float32 map.
+
+    Raises
+    ------
+    InvalidOptionError
+        A vector of another length than C, negative weights or weights that sum to 0, or a map
+        of another size or channel count.
+    """
+    n = _as_positive("n_channels", n_channels)
+    if weight is None or _default_weight_value(weight):
+        return np.full(n, 1.0 / n, np.float32)
+    arr = np.asarray(weight, dtype=np.float64)
+    if arr.ndim <= 1:
+        vec = np.atleast_1d(arr)
+        if vec.size != n:
             raise InvalidOptionError(
-                f"{key}={_short(data[key])} is not supported in OFOptions: custom flow callables "
-                "are not options. Fix: remove it and choose the solver with "
-                "flow_backend/backend_params."
+                f"weight={_short(weight)} has {vec.size} value(s) for {n} channel(s): expected one "
+                f"weight per channel. Fix: pass {n} weights (e.g. weight={[1.0] + [0.0] * (n - 1)} "
+                "to register on the first channel only), or leave the default for equal weights."
             )
-    notes = []
-    for key in present:
-        value = data.pop(key)
-        note = f"{key}={_short(value, 40)}"
-        if key == "channel_idx" and value is not None:
-            note += " (pyflowreg ignored it too; all channels are registered)"
-        elif key == "save_valid_mask" and value:
-            note += " (use save_valid_idx=True to save valid masks)"
-        elif key == "preproc_funct" and value is not None:
-            note += " (pyflowreg never applied it)"
-        notes.append(note)
-    _warn(
-        "ignoring pyflowreg-only option(s) not used by flowreg_dask: "
-        + ", ".join(notes)
-        + ". Remove them from the options to silence this warning."
-    )
-
-
-def _inline_array(name: str, arr: np.ndarray) -> dict[str, Any]:
-    return {
-        _NDARRAY_MARKER: True,
-        "dtype": arr.dtype.str,
-        "shape": list(arr.shape),
-        "data": arr.tolist(),
-    }
-
-
-def _restore_inline(value: Any) -> Any:
-    if isinstance(value, Mapping) and value.get(_NDARRAY_MARKER) is True:
-        try:
-            dtype = np.dtype(value["dtype"])
-            shape = tuple(int(s) for s in value["shape"])
-            return np.array(value["data"], dtype=dtype).reshape(shape)
-        except (KeyError, TypeError, ValueError) as exc:
+        total = float(vec.sum())
+        if total <= 0 or np.any(vec < 0):
             raise InvalidOptionError(
-                f"malformed array entry {_short(value)}: expected keys dtype, shape and data "
-                f"({exc}). Fix: write it with OFOptions.to_dict()."
-            ) from exc
-    return value
-
-
-def _parse_json_text(text: str, *, source: str) -> dict[str, Any]:
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("{")), None)
-    if start is None:
+                f"weight={_short(weight)} is invalid: weights must be >= 0 and not all 0. Fix: "
+                "give at least one channel a positive weight."
+            )
+        return (vec / total).astype(np.float32)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], n, axis=2)
+    if arr.shape[2] == 1 and n != 1:
+        arr = np.repeat(arr, n, axis=2)
+    if arr.shape[2] != n:
         raise InvalidOptionError(
-            f"{source}: no JSON object found (expected a line starting with '{{'). Fix: pass a "
-            "file written by OFOptions.save() or pyflowreg's save_options()."
+            f"weight=array(shape={np.shape(weight)}) is invalid for {n} channel(s): expected an "
+            f"(H, W) map or an (H, W, {n}) map. Fix: pass one weight map per channel or one (H, W) "
+            "map."
         )
-    try:
-        data = json.loads("\n".join(lines[start:]))
-    except json.JSONDecodeError as exc:
-        raise InvalidOptionError(f"{source}: invalid JSON ({exc}).") from exc
-    if not isinstance(data, dict):
+    if height is not None and arr.shape[:2] != (height, width):
         raise InvalidOptionError(
-            f"{source}: expected a JSON object of options, got {type(data).__name__}."
+            f"weight=array(shape={np.shape(weight)}) is invalid for frames of {height}x{width}: "
+            f"expected a map of shape ({height}, {width}[, C]). Fix: resize the weight map to the "
+            "frame size."
         )
-    return data
-
-
-def _format_from_suffix(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        return "json"
-    if suffix == ".toml":
-        return "toml"
-    raise InvalidOptionError(
-        f"path={str(path)!r} has suffix {suffix!r}: expected '.json' or '.toml'. Fix: choose one "
-        "of them."
-    )
-
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else json.dumps(key)
-
-
-def _toml_value(value: Any, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
-    if isinstance(value, Mapping):
-        items = []
-        for k, v in value.items():
-            if v is None:
-                raise InvalidOptionError(
-                    f"{where}: entry {k!r} is None, which TOML cannot store. Fix: remove it or "
-                    "save as .json."
-                )
-            items.append(f"{_toml_key(str(k))} = {_toml_value(v, where)}")
-        return "{" + ", ".join(items) + "}"
-    if value is None:
-        raise InvalidOptionError(
-            f"{where}: a None inside a list cannot be stored in TOML. Fix: save as .json."
-        )
-    raise InvalidOptionError(f"{where}: cannot store {_short(value)} in TOML. Fix: save as .json.")
-
-
-def _dumps_toml(data: Mapping[str, Any]) -> str:
-    """Minimal TOML writer for flat option dicts (None values omitted)."""
-    lines = []
-    for key, value in data.items():
-        if value is None:
-            continue
-        lines.append(f"{_toml_key(key)} = {_toml_value(value, key)}")
-    return "\n".join(lines) + "\n"
-
-
-def _loads_toml(text: str, *, source: str) -> dict[str, Any]:
-    try:
-        import tomllib as toml_reader  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as toml_reader  # type: ignore[import-not-found,no-redef,unused-ignore]
-        except ModuleNotFoundError as exc:
-            raise InvalidOptionError(
-                f"{source}: reading TOML on Python < 3.11 needs the 'tomli' package. Fix: "
-                "pip install tomli, or use a .json options file."
-            ) from exc
-    try:
-        return dict(toml_reader.loads(text))
-    except toml_reader.TOMLDecodeError as exc:
-        raise InvalidOptionError(f"{source}: invalid TOML ({exc}).") from exc
-
-
-def _to_index(name: str, value: Any) -> int:
-    if isinstance(value, (int, np.integer)) and not _is_bool(value) and int(value) >= 0:
-        return int(value)
-    raise InvalidOptionError(f"{name}={_short(value)} is invalid: expected an integer >= 0.")
-
-
-def _as_positive(name: str, value: Any) -> int:
-    if isinstance(value, (int, np.integer)) and not _is_bool(value) and int(value) >= 1:
-        return int(value)
-    raise InvalidOptionError(f"{name}={_short(value)} is invalid: expected an integer >= 1.")
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def load_preset(name: str, **overrides: Any) -> OFOptions:
@@ -1742,128 +1089,3 @@ def options_table(model: type[BaseModel] = OFOptions) -> str:
         desc = (info.description or "").replace("|", "\\|")
         rows.append(f"| `{name}` | `{text}` | {desc} |")
     return "\n".join(rows) + "\n"
-
-
-# --------------------------------------------------------------------------------------------------
-# RegistrationConfig
-# --------------------------------------------------------------------------------------------------
-
-
-class RegistrationConfig(_StrictModel):
-    """Runtime settings of a registration run (they do not change the result).
-
-    Parameters
-    ----------
-    n_jobs : int
-        Worker count; -1 = all cores.
-    parallelization : {None, "sequential", "threading", "multiprocessing", "distributed"}
-        Execution mode; None = automatic ("threading", or "distributed" when a scheduler address is
-        given).
-    scheduler_address : str, optional
-        Address of a running dask.distributed scheduler (only with "distributed").
-    verbose : bool
-        True prints more information (unlike pyflowreg, where False was the chatty mode).
-    progress : bool
-        Show a progress bar.
-    chunk_memory : int
-        Working-memory budget of one time chunk in bytes (default 256 MiB); caps the chunk
-        length below ``buffer_size`` for large frames.
-
-    Examples
-    --------
-    >>> RegistrationConfig(scheduler_address="tcp://127.0.0.1:8786").resolved_parallelization()
-    'distributed'
-    """
-
-    n_jobs: int = Field(
-        default=-1, description="Number of workers/threads; -1 = all CPU cores, otherwise >= 1."
-    )
-    parallelization: Parallelization | None = Field(
-        default=None,
-        description=(
-            "Execution mode: 'sequential', 'threading', 'multiprocessing' or 'distributed'; None "
-            "= automatic ('threading', or 'distributed' when scheduler_address is set)."
-        ),
-    )
-    scheduler_address: str | None = Field(
-        default=None,
-        description=(
-            "Address of a dask.distributed scheduler, e.g. 'tcp://10.0.0.1:8786' (distributed only)"
-        ),
-    )
-    verbose: bool = Field(default=False, description="Print more information (True = more output).")
-    progress: bool = Field(default=True, description="Show a progress bar.")
-    chunk_memory: int = Field(
-        default=256 * 2**20,
-        ge=16 * 2**20,
-        description=(
-            "Bytes of working memory one time chunk may use while it is registered (raw, "
-            "pre-processed and corrected frames, flows, masks). Chunks are buffer_size frames long "
-            "unless that would exceed this budget; then they are shortened, so peak memory stays "
-            "about n_jobs x chunk_memory whatever the recording's length and frame size."
-        ),
-    )
-
-    @field_validator("n_jobs", mode="before")
-    @classmethod
-    def _v_n_jobs(cls, value: Any) -> int:
-        fix = "pass -1 (all cores) or a positive number of workers"
-        out = _as_int("n_jobs", value, low=-1, fix=fix, what="-1 or an integer")
-        if out == 0:
-            raise _invalid("n_jobs", value, "-1 or an integer >= 1", fix)
-        return out
-
-    @field_validator("parallelization", mode="before")
-    @classmethod
-    def _v_parallelization(cls, value: Any) -> str | None:
-        if value is None or (
-            isinstance(value, str) and value.strip().lower() in ("auto", "none", "")
-        ):
-            return None
-        return _choice("parallelization", value, _PARALLEL_CHOICES, _PARALLEL_ALIASES)
-
-    @field_validator("scheduler_address", mode="before")
-    @classmethod
-    def _v_address(cls, value: Any) -> str | None:
-        if value is None:
-            return None
-        if (
-            not isinstance(value, str)
-            or not value.strip()
-            or any(c.isspace() for c in value.strip())
-        ):
-            raise _invalid(
-                "scheduler_address",
-                value,
-                "None or an address string such as 'tcp://127.0.0.1:8786'",
-                "pass the address printed by the dask scheduler",
-            )
-        return value.strip()
-
-    @field_validator("verbose", "progress", mode="before")
-    @classmethod
-    def _v_flags(cls, value: Any, info: Any) -> bool:
-        return _as_bool(info.field_name, value)
-
-    @model_validator(mode="after")
-    def _check_address(self) -> RegistrationConfig:
-        if self.scheduler_address is not None and self.parallelization not in (None, "distributed"):
-            raise ValueError(
-                f"scheduler_address={self.scheduler_address!r} is invalid with "
-                f"parallelization={self.parallelization!r}: a scheduler address needs "
-                "'distributed'. Fix: set parallelization='distributed' (or None), or "
-                "scheduler_address=None."
-            )
-        return self
-
-    def resolved_n_jobs(self) -> int:
-        """Number of workers: ``n_jobs``, or ``os.cpu_count()`` for -1."""
-        if self.n_jobs == -1:
-            return os.cpu_count() or 1
-        return self.n_jobs
-
-    def resolved_parallelization(self) -> str:
-        """Execution mode with None resolved ("distributed" with an address, else "threading")."""
-        if self.parallelization is not None:
-            return self.parallelization
-        return "distributed" if self.scheduler_address is not None else "threading"

@@ -1,0 +1,55 @@
+"""Algorithm options (:class:`OFOptions`) and runtime settings (:class:`RegistrationConfig`).
+
+:class:`OFOptions` holds every parameter of the Flow-Registration method and is stored with every
+output; :class:`RegistrationConfig` holds the runtime settings (run mode, workers, scheduler,
+progress) that never change the result. Every choice an option can take is a str enum of
+:mod:`._vocab`, shared with the engine, the exporters and the command line.
+"""
+
+from __future__ import annotations
+
+from ._serialize import LEGACY_PYFLOWREG_KEYS
+from ._vocab import (
+    QUALITY_PRESETS,
+    ChannelNormalization,
+    Choice,
+    ConstancyAssumption,
+    FlowBackend,
+    InterpolationMethod,
+    NamingConvention,
+    NonfinitePolicy,
+    OutputFormat,
+    OutputTypename,
+    Parallelization,
+    QualitySetting,
+    choice,
+)
+from .config import RegistrationConfig
+from .model import DEFAULT_BUFFER_SIZE, OFOptions, channel_weights, load_preset, options_table
+
+#: Alias of :data:`QUALITY_PRESETS`.
+presets = QUALITY_PRESETS
+
+__all__ = [
+    "OFOptions",
+    "RegistrationConfig",
+    "QUALITY_PRESETS",
+    "DEFAULT_BUFFER_SIZE",
+    "presets",
+    "load_preset",
+    "channel_weights",
+    "options_table",
+    "Choice",
+    "choice",
+    "QualitySetting",
+    "ConstancyAssumption",
+    "ChannelNormalization",
+    "InterpolationMethod",
+    "NonfinitePolicy",
+    "FlowBackend",
+    "OutputFormat",
+    "OutputTypename",
+    "NamingConvention",
+    "Parallelization",
+    "LEGACY_PYFLOWREG_KEYS",
+]
