@@ -34,6 +34,10 @@ _LAZY = {
     "plot": "flowreg_dask.plot",
     "report": "flowreg_dask.report",
     "export_result": "flowreg_dask.store.export",
+    "apply_flow": "flowreg_dask.pipeline.apply",
+    "session": "flowreg_dask.session",
+    "SessionConfig": "flowreg_dask.session",
+    "run_session": "flowreg_dask.session",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
