@@ -406,3 +406,27 @@ def test_cli_session_run(tmp_path, movies, capsys):
 
     movie = tifffile.imread(root / "final_results/aligned_rec_c.tif")
     assert movie.shape == (N_FRAMES, H, W)
+
+
+def test_stage2_channels_stay_apart(tmp_path):
+    """Each channel is smoothed on its own (pyflowreg's scalar sigma over (H, W, C) mixed them):
+    a second channel of pure noise with weight 0 leaves the displacement exactly unchanged."""
+    from flowreg_dask import OFOptions
+    from flowreg_dask.datasets import synthetic_pair
+    from flowreg_dask.session import align_average
+
+    ref, mov, _ = synthetic_pair(height=64, width=64, seed=2, kind="translation", shift=(3, -2))
+    rng = np.random.default_rng(0)
+    noise = rng.random((2, 64, 64, 1)).astype(np.float32) * 5
+    cfg = SessionConfig(root=tmp_path)
+    sep = {"channel_normalization": "separate"}
+    one, rigid1 = align_average(ref, mov, config=cfg, options=OFOptions(weight=[1.0], **sep))
+    two, rigid2 = align_average(
+        np.concatenate([ref, noise[0]], -1),
+        np.concatenate([mov, noise[1]], -1),
+        config=cfg,
+        options=OFOptions(weight=[1.0, 0.0], **sep),
+    )
+    assert rigid1 == rigid2 == (-2.0, 3.0)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(one[CENTRAL].mean(axis=(0, 1)), [-2.0, 3.0], atol=0.01)

@@ -159,13 +159,15 @@ class SessionConfig(_StrictModel):
             "(default 1); defaults cores=4, memory='8GB', walltime='02:00:00'."
         ),
     )
-    parallel_recordings: int = Field(
-        default=1,
+    parallel_recordings: int | None = Field(
+        default=None,
         ge=1,
         description=(
-            "Stage 1: recordings registered at the same time. 1 = one after another, each "
-            "spread over all workers; more helps only when recordings have fewer time chunks "
-            "than there are workers."
+            "Stage 1: recordings registered at the same time. None = automatic: all of them on "
+            "a dask.distributed client (its workers bound what runs at once, and the chunks of "
+            "all recordings fill them), else 1 (one after another, each spread over n_workers; "
+            "memory stays that of n_workers chunks). More than 1 locally helps recordings with "
+            "fewer time chunks than workers, at k times the memory."
         ),
     )
 

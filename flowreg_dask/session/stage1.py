@@ -102,31 +102,30 @@ def _json_norm(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _is_done(rec: Recording, options: OFOptions) -> bool:
-    """True when the recording's store and average are complete and current."""
+def _store_current(rec: Recording, options: OFOptions) -> dict[str, Any] | None:
+    """The store's status when it is complete, made with ``options`` and holds as many frames as
+    the recording has after binning; else None (it has to be registered, or resumed)."""
     from ..io import open_recording
     from ..store.zarr_store import store_status
 
-    if not rec.store.exists() or not rec.average.exists():
-        return False
+    if not rec.store.exists():
+        return None
     try:
         st = store_status(rec.store)
     except (OSError, ValueError):
-        return False
+        return None
     if st["status"] != "complete":
-        return False
-    stored = (st.get("metadata") or {}).get("options")
-    if stored != _json_norm(options.to_dict()):
-        log.info("%s: options changed since its store was written; registering again", rec.name)
-        return False
-    entry = read_json(rec.status).get("stage1") or {}
-    if entry.get("state") != "done" or entry.get("store_completed_at") != st["completed_at"]:
-        return False
+        return None
+    if (st.get("metadata") or {}).get("options") != _json_norm(options.to_dict()):
+        log.info("stage 1: %s: the options changed since its store was written", rec.name)
+        return None
     n = open_recording(rec.path, bin_size=options.bin_size).shape[0]
     if st["shape"]["t"] != n:
-        log.info("%s: store has %s frames, recording %s; registering again", rec.name, st, n)
-        return False
-    return True
+        log.info(
+            "stage 1: %s: its store has %d frames, the recording %d", rec.name, st["shape"]["t"], n
+        )
+        return None
+    return st
 
 
 def _stage1_one(
@@ -140,40 +139,49 @@ def _stage1_one(
     from ..pipeline.api import compensate_recording
     from ..store.zarr_store import store_status
 
-    if resume and _is_done(rec, options):
+    st = _store_current(rec, options) if resume else None
+    entry = read_json(rec.status).get("stage1") or {}
+    if (
+        st is not None
+        and entry.get("state") == "done"
+        and entry.get("store_completed_at") == st["completed_at"]
+        and rec.average.exists()
+    ):
         log.info("stage 1: %s is done, skipped", rec.name)
-        return {"name": rec.name, "skipped": True}
+        return {"name": rec.name, "registered": False, "averaged": False}
     rec.folder.mkdir(parents=True, exist_ok=True)
     update_status(rec.status, "stage1", {"state": "running", "started_at": now()})
     t0 = time.perf_counter()
-    log.info("stage 1: registering %s", rec.name)
-    store = compensate_recording(
-        options,
-        reg,
-        recording=rec.path,
-        output=rec.store,
-        overwrite=True,
-        resume=resume,
-        progress_callback=progress_callback,
-    )
+    registered = st is None
+    if registered:
+        log.info("stage 1: registering %s", rec.name)
+        store = compensate_recording(
+            options,
+            reg,
+            recording=rec.path,
+            output=rec.store,
+            overwrite=True,
+            resume=resume,
+            progress_callback=progress_callback,
+        )
+        st = store_status(store)
+    else:
+        log.info("stage 1: %s is registered; computing its temporal average", rec.name)
     t1 = time.perf_counter()
-    avg = temporal_average(store)
-    atomic_save_npy(rec.average, avg)
-    st = store_status(store)
+    atomic_save_npy(rec.average, temporal_average(rec.store))
     entry = {
         "state": "done",
         "input": str(rec.path),
-        "store": str(store),
+        "store": str(rec.store),
         "store_completed_at": st["completed_at"],
         "n_frames": st["shape"]["t"],
-        "shape": st["shape"],
         "temporal_average": str(rec.average),
         "seconds_registration": round(t1 - t0, 3),
         "seconds_average": round(time.perf_counter() - t1, 3),
         "finished_at": now(),
     }
     update_status(rec.status, "stage1", entry)
-    return {"name": rec.name, "skipped": False, **entry}
+    return {"name": rec.name, "registered": registered, "averaged": True, **entry}
 
 
 def run_stage1(
@@ -204,8 +212,8 @@ def run_stage1(
     Returns
     -------
     list of dict
-        One record per processed recording (``name``, ``skipped`` and, when registered, the
-        status entry).
+        One record per recording: ``name``, ``registered`` (its store was computed or resumed
+        now), ``averaged`` (its temporal average was computed now) and the status entry.
 
     Raises
     ------
@@ -223,8 +231,22 @@ def run_stage1(
             )
         recs = [recs[int(task_index)]]
     options = stage1_options(config, of_params)
-    reg = registration if registration is not None else registration_config(config)
+    if registration is None:  # called on its own: the session's scheduler for this stage
+        from .cluster import session_client
 
+        with session_client(config) as client:
+            reg = registration_config(config, client)
+            return _run_all(recs, options, reg, config, progress_callback)
+    return _run_all(recs, options, registration, config, progress_callback)
+
+
+def _run_all(
+    recs: list[Recording],
+    options: OFOptions,
+    reg: RegistrationConfig,
+    config: SessionConfig,
+    progress_callback: Callable[[int, int], None] | None,
+) -> list[dict[str, Any]]:
     def one(rec: Recording) -> dict[str, Any]:
         return _stage1_one(
             rec,
@@ -234,7 +256,10 @@ def run_stage1(
             progress_callback=progress_callback,
         )
 
-    k = min(config.parallel_recordings, len(recs))
+    k = config.parallel_recordings
+    if k is None:
+        k = len(recs) if reg.resolved_parallelization() == "distributed" else 1
+    k = min(k, len(recs))
     if k <= 1:
         return [one(r) for r in recs]
     with ThreadPoolExecutor(k, thread_name_prefix="flowreg-stage1") as pool:
