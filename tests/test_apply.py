@@ -125,6 +125,8 @@ def test_bad_inputs_write_nothing(registered, tmp_path):
         apply_flow(store, movie, output=out, fill="nearest")
     with pytest.raises(InvalidOptionError, match="NaN"):
         apply_flow(store, movie, output=out, fill=np.nan)
+    with pytest.raises(InvalidOptionError, match="another output path"):
+        apply_flow(store, movie, output=store, overwrite=True)
     assert not out.exists()
     # an unfinished store cannot lend its flows
     meta = no_flow / "zarr.json"

@@ -236,6 +236,21 @@ def test_resume_every_stage(tmp_path, movies, monkeypatch):
     assert out["state"] == "done"
 
 
+def test_stage1_resume_with_binning(tmp_path, movies):
+    """pyflowreg compared the store's frame count with the unbinned recording, so a binned
+    recording was never complete and was registered again on every run."""
+    warnings.simplefilter("ignore")
+    root = _write(tmp_path / "s", {"rec_a": movies["rec_a"]})
+    config = _config(root, parallelization="sequential")
+    config.flow_options = {**config.flow_options, "bin_size": 2, "reference_frames": [0, 1, 2]}
+    first = run_stage1(config)
+    assert first[0]["registered"] and first[0]["n_frames"] == N_FRAMES // 2
+    assert not run_stage1(config)[0]["registered"]
+    # with other options the store is made again
+    config.flow_options = {**config.flow_options, "alpha": 3.0}
+    assert run_stage1(config)[0]["registered"]
+
+
 # ---------------------------------------------------------------------------------- array jobs
 def test_array_task_ids(tmp_path, movies, monkeypatch):
     assert array_task_index({}) is None

@@ -450,8 +450,8 @@ def _cmd_session_run(args) -> int:
                 "--array: no array task id found (SLURM_ARRAY_TASK_ID, SGE_TASK_ID, "
                 "PBS_ARRAY_INDEX, PBS_ARRAYID, LSB_JOBINDEX); pass --index N (0-based) instead."
             )
-    if task_index is not None and args.stage is None:
-        stages = [1]
+    if (task_index is not None or config.scheduler == "array") and args.stage is None:
+        stages = [1]  # an array task runs stage 1 of its recording
     start = time.perf_counter()
     out = run_session(
         config,

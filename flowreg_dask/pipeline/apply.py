@@ -426,6 +426,7 @@ def apply_flow(
     from ..core.warp import interpolation_order
 
     src = Path(store).expanduser().absolute()
+    _check_output(src, output)
     ds = open_result(src)
     if "flow" not in ds:
         raise InvalidInputError(
@@ -523,6 +524,13 @@ def apply_flow(
     )
 
 
+def _check_output(src: Path, output: str | Path) -> None:
+    if Path(output).expanduser().absolute() == src:
+        raise InvalidOptionError(
+            f"output: {str(src)!r} is the store whose flows are read; choose another output path."
+        )
+
+
 def _stat_names(ds: xr.Dataset) -> list[str]:
     skip = {"corrected", "flow", "valid", "reference"}
     return [k for k, v in ds.data_vars.items() if k not in skip and v.dims == ("t",)]
@@ -580,6 +588,7 @@ def warp_store(
     from ..core.warp import interpolation_order
 
     src = Path(store).expanduser().absolute()
+    _check_output(src, output)
     ds = open_result(src)
     n, c, h, w = ds["corrected"].shape
     field = np.ascontiguousarray(flow, np.float32)
