@@ -35,6 +35,10 @@ _LAZY = {
     "report": "flowreg_dask.report",
     "export_result": "flowreg_dask.store.export",
     "FlowRegLive": "flowreg_dask.live",
+    "apply_flow": "flowreg_dask.pipeline.apply",
+    "session": "flowreg_dask.session",
+    "SessionConfig": "flowreg_dask.session",
+    "run_session": "flowreg_dask.session",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

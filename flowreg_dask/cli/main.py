@@ -1,4 +1,5 @@
-"""``flowreg-dask`` command line: demo, correct, export, info, report (thin, over the API)."""
+"""``flowreg-dask`` command line: demo, correct, apply, session, export, info, report (thin, over
+the API)."""
 
 from __future__ import annotations
 
@@ -379,6 +380,167 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_apply(args) -> int:
+    from ..options import RegistrationConfig
+    from ..pipeline.apply import apply_flow
+
+    fill: object = args.fill
+    if fill not in ("reference", "zeros"):
+        try:
+            fill = float(args.fill)
+        except ValueError:
+            from ..errors import InvalidOptionError
+
+            raise InvalidOptionError(
+                f"--fill: expected 'reference', 'zeros' or a number, got {args.fill!r}"
+            ) from None
+    recording = args.recording
+    if _reader_flags_given(args):
+        args.input = args.recording
+        recording = _open_input(args, buffer_size=400, bin_size=args.bin_size or 1)
+    start = time.perf_counter()
+    out = apply_flow(
+        args.store,
+        recording,
+        output=args.output,
+        channels=args.channels,
+        fill=fill,
+        interpolation=args.interpolation,
+        output_dtype=args.output_dtype,
+        save_flow=args.save_w,
+        overwrite=args.overwrite,
+        resume=not args.no_resume,
+        config=RegistrationConfig(
+            n_jobs=args.n_jobs,
+            parallelization=args.parallelization,
+            scheduler_address=args.scheduler_address,
+            progress=not args.no_progress,
+        ),
+    )
+    print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _session_config(args):
+    from ..session import SessionConfig
+
+    config = SessionConfig.from_file(args.config)
+    updates: dict[str, object] = {}
+    if args.scheduler is not None:
+        updates["scheduler"] = args.scheduler
+    if args.scheduler_address is not None:
+        updates["scheduler_address"] = args.scheduler_address
+        updates.setdefault("scheduler", "dask")
+    if args.n_workers is not None:
+        updates["n_workers"] = args.n_workers
+    if args.parallelization is not None:
+        updates["parallelization"] = args.parallelization
+    if args.parallel_recordings is not None:
+        updates["parallel_recordings"] = args.parallel_recordings
+    if args.no_resume:
+        updates["resume"] = False
+    cluster = dict(config.cluster)
+    for key in ("cores", "memory", "walltime", "jobs", "queue", "account", "processes"):
+        value = getattr(args, key, None)
+        if value is not None:
+            cluster[key] = value
+    if cluster != config.cluster:
+        updates["cluster"] = cluster
+    return SessionConfig(**{**config.model_dump(), **updates}) if updates else config
+
+
+def _cmd_session_run(args) -> int:
+    import logging
+
+    from ..session import run_session
+
+    logging.basicConfig(level=logging.INFO, format="flowreg-dask session: %(message)s")
+    config = _session_config(args)
+    stages = [args.stage] if args.stage else [1, 2, 3]
+    task_index = args.index
+    if args.array and task_index is None:
+        from ..errors import InvalidOptionError
+        from ..session import array_task_index
+
+        task_index = array_task_index()
+        if task_index is None:
+            raise InvalidOptionError(
+                "--array: no array task id found (SLURM_ARRAY_TASK_ID, SGE_TASK_ID, "
+                "PBS_ARRAY_INDEX, PBS_ARRAYID, LSB_JOBINDEX); pass --index N (0-based) instead."
+            )
+    if (task_index is not None or config.scheduler == "array") and args.stage is None:
+        stages = [1]  # an array task runs stage 1 of its recording
+    start = time.perf_counter()
+    out = run_session(
+        config,
+        stages=stages,
+        task_index=task_index,
+        of_params=dict(args.of_params or []) or None,
+        progress=not args.no_progress,
+    )
+    if "stage3" in out:
+        s3 = out["stage3"]
+        print(
+            f"final mask {s3['final_valid']}: {s3['valid_pixels']} of {s3['total_pixels']} "
+            "pixels valid in every recording"
+        )
+    print(f"session stages {stages} done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _add_session_args(p: argparse.ArgumentParser, *, scheduler_default: str | None) -> None:
+    p.add_argument("-c", "--config", required=True, help="session config (.toml, .yaml, .json)")
+    p.add_argument(
+        "-s", "--stage", type=int, choices=[1, 2, 3], default=None, help="run only this stage"
+    )
+    p.add_argument(
+        "--array",
+        action="store_true",
+        help="array-job task: stage 1 of the recording given by SLURM_ARRAY_TASK_ID, "
+        "SGE_TASK_ID, PBS_ARRAY_INDEX, PBS_ARRAYID or LSB_JOBINDEX (1-based)",
+    )
+    p.add_argument(
+        "-i", "--index", type=int, default=None, help="stage 1 of recording N only (0-based)"
+    )
+    p.add_argument(
+        "--of-params",
+        nargs="+",
+        type=_option_arg,
+        metavar="KEY=VALUE",
+        help="OFOptions overrides for stage 1 (VALUE as JSON when it parses), e.g. alpha=4 "
+        "quality_setting=fast save_w=true",
+    )
+    p.add_argument(
+        "--scheduler",
+        choices=["local", "array", "dask", "slurm", "pbs", "sge", "lsf"],
+        default=scheduler_default,
+        help="where the work runs (default: the config's scheduler); slurm/pbs/sge/lsf start a "
+        "dask-jobqueue cluster (pip install dask-jobqueue)",
+    )
+    p.add_argument("--scheduler-address", default=None, help="a running dask scheduler")
+    p.add_argument("--n-workers", type=int, default=None, help="workers (-1 = all cores)")
+    p.add_argument(
+        "--parallelization",
+        choices=["sequential", "threading", "multiprocessing", "distributed"],
+        default=None,
+        help="run mode of each registration with --scheduler local",
+    )
+    p.add_argument(
+        "--parallel-recordings", type=int, default=None, help="stage 1 recordings at once"
+    )
+    g = p.add_argument_group("dask-jobqueue cluster (--scheduler slurm|pbs|sge|lsf)")
+    g.add_argument("--cores", type=int, default=None, help="cores per job (default 4)")
+    g.add_argument("--memory", default=None, help="memory per job (default 8GB)")
+    g.add_argument("--walltime", default=None, help="walltime per job (default 02:00:00)")
+    g.add_argument("-j", "--jobs", type=int, default=None, help="jobs to start (default 1)")
+    g.add_argument("--queue", default=None, help="queue / partition")
+    g.add_argument("--account", default=None, help="account / project")
+    g.add_argument("--processes", type=int, default=None, help="worker processes per job")
+    p.add_argument("--no-resume", action="store_true", help="recompute everything")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_session_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowreg-dask",
@@ -449,6 +611,68 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.set_defaults(quality="balanced", buffer_size=100)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "apply",
+        help="warp a recording with the flows of a corrected store",
+        description="Warp RECORDING with the per-frame flows stored in STORE (registered with "
+        "--save-w), chunk by chunk and resumably, into a new store with the same layout. E.g. "
+        "register a structural channel, then apply its flows to the functional one.",
+    )
+    p.add_argument("store", help="corrected store with flows (flowreg-dask correct --save-w)")
+    p.add_argument("recording", help="recording to warp (same frame count and frame size)")
+    p.add_argument("-o", "--output", required=True, help="output store, e.g. OUT.zarr")
+    p.add_argument(
+        "--channels",
+        type=lambda t: [int(v) for v in t.split(",") if v.strip()],
+        default=None,
+        help="channels of the recording to warp, e.g. 1 or 0,2 (default: all)",
+    )
+    p.add_argument(
+        "--fill",
+        default="reference",
+        help="out-of-frame value: reference (the store's; default), zeros, or a number",
+    )
+    p.add_argument(
+        "--interpolation",
+        choices=["cubic", "linear", "nearest"],
+        default=None,
+        help="default: the store's interpolation_method",
+    )
+    p.add_argument("--output-dtype", default=None, help="default: the recording's dtype")
+    p.add_argument("--save-w", action="store_true", help="copy the flows into the output")
+    p.add_argument(
+        "--parallelization",
+        choices=["sequential", "threading", "multiprocessing", "distributed"],
+        default=None,
+        help="run mode (default: threading)",
+    )
+    p.add_argument("--n-jobs", type=int, default=-1, help="workers (-1 = all cores)")
+    p.add_argument("--scheduler-address", default=None, help="a running dask scheduler")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_reader_args(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing complete output")
+    p.add_argument("--no-resume", action="store_true", help="do not continue an unfinished run")
+    p.set_defaults(func=_cmd_apply)
+
+    p = sub.add_parser(
+        "session",
+        help="align several recordings of one field of view (multi-session)",
+        description="Stage 1 corrects every recording of the session, stage 2 aligns their "
+        "temporal averages to the centre recording, stage 3 warps them into its frame and "
+        "combines the valid masks. Each stage resumes what an earlier run finished.",
+    )
+    ssub = p.add_subparsers(dest="session_command", required=True)
+    _add_session_args(
+        ssub.add_parser("run", help="run the stages (all, or --stage N)"), scheduler_default=None
+    )
+    _add_session_args(
+        ssub.add_parser(
+            "dask",
+            help="run on a dask-jobqueue cluster (pyflowreg's 'session dask'; default slurm)",
+        ),
+        scheduler_default="slurm",
+    )
 
     from ..report.cli import add_report_command
 

@@ -8,7 +8,8 @@ progress) that never change the result. Every choice an option can take is a str
 
 from __future__ import annotations
 
-from ._serialize import LEGACY_PYFLOWREG_KEYS
+from ._serialize import LEGACY_PYFLOWREG_KEYS, loads_toml
+from ._validate import StrictModel
 from ._vocab import (
     QUALITY_PRESETS,
     ChannelNormalization,
@@ -52,4 +53,6 @@ __all__ = [
     "NamingConvention",
     "Parallelization",
     "LEGACY_PYFLOWREG_KEYS",
+    "StrictModel",
+    "loads_toml",
 ]

@@ -169,7 +169,7 @@ def _dumps_toml(data: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _loads_toml(text: str, *, source: str) -> dict[str, Any]:
+def loads_toml(text: str, *, source: str) -> dict[str, Any]:
     try:
         import tomllib as toml_reader  # type: ignore[import-not-found,unused-ignore]
     except ModuleNotFoundError:  # Python 3.10

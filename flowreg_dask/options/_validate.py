@@ -218,7 +218,7 @@ def _format_validation_error(model: str, exc: ValidationError, fields: Mapping[s
     return f"Invalid {model} options:\n" + "\n".join(f"  - {line}" for line in lines)
 
 
-class _StrictModel(BaseModel):
+class StrictModel(BaseModel):
     """Base model: extra keys forbidden, validated on assignment, raises InvalidOptionError.
 
     A failed assignment leaves the model unchanged (pydantic alone keeps a value that failed a

@@ -7,11 +7,11 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from ._validate import _as_bool, _as_int, _invalid, _StrictModel
+from ._validate import StrictModel, _as_bool, _as_int, _invalid
 from ._vocab import Parallelization, choice
 
 
-class RegistrationConfig(_StrictModel):
+class RegistrationConfig(StrictModel):
     """Runtime settings of a registration run (they do not change the result).
 
     Parameters

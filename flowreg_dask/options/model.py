@@ -26,13 +26,14 @@ from ._serialize import (
     _dumps_toml,
     _format_from_suffix,
     _inline_array,
-    _loads_toml,
     _parse_json_text,
     _pop_legacy_keys,
     _restore_inline,
+    loads_toml,
 )
 from ._validate import (
     NDArray,
+    StrictModel,
     _as_bool,
     _as_float,
     _as_int,
@@ -42,7 +43,6 @@ from ._validate import (
     _json_safe,
     _path_or_url,
     _short,
-    _StrictModel,
     _to_index,
 )
 from ._vocab import (
@@ -78,7 +78,7 @@ def _default_reference_frames() -> list[int]:
     return list(range(50, 500))
 
 
-class OFOptions(_StrictModel):
+class OFOptions(StrictModel):
     """Options of the Flow-Registration method (variational optical flow motion correction).
 
     The flow ``w = (u, v)`` between the reference ``f1`` and a frame ``f2`` minimises, per pyramid
@@ -953,14 +953,14 @@ class OFOptions(_StrictModel):
         text = path.read_text(encoding="utf-8")
         suffix = path.suffix.lower()
         if suffix == ".toml":
-            data = _loads_toml(text, source=str(path))
+            data = loads_toml(text, source=str(path))
         elif suffix == ".json":
             data = _parse_json_text(text, source=str(path))
         else:
             data = (
                 _parse_json_text(text, source=str(path))
                 if any(line.lstrip().startswith("{") for line in text.splitlines())
-                else _loads_toml(text, source=str(path))
+                else loads_toml(text, source=str(path))
             )
         for key, value in list(data.items()):
             if isinstance(value, Mapping) and set(value) == {_NPY_MARKER}:

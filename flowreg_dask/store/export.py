@@ -1065,7 +1065,7 @@ def check_export(
 def export_suffix(format: str) -> str | None:
     """The file suffix of a one-file export format (None for per-channel / folder formats)."""
     fmt = _resolve_format(format)
-    return None if fmt.per_channel else fmt.suffix
+    return None if fmt.per_channel or fmt.kind == "suite2p" else fmt.suffix
 
 
 def export_result(
