@@ -195,7 +195,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from flowreg_dask.datasets import SyntheticSpec
-    from flowreg_dask.store.zarr_store import open_result
+    from flowreg_dask.store.reader import open_result
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="flowreg_bench_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ def main() -> None:
                         save_w=True,
                     )
                     ds = open_result(out)
-                    flow = np.moveaxis(ds["flow"].values, 1, -1)
+                    flow = ds["flow"].values
                     e = truth_epe(flow, spec, offset)
                     print(
                         f"| flowreg_dask | {preset} | {mode} | {n_jobs} | {buffer} | "

@@ -28,7 +28,7 @@ _LAZY = {
     "register": "flowreg_dask.pipeline.api",
     "compensate_recording": "flowreg_dask.pipeline.api",
     "compensate_arr": "flowreg_dask.pipeline.api",
-    "open_result": "flowreg_dask.store.zarr_store",
+    "open_result": "flowreg_dask.store.reader",
     "datasets": "flowreg_dask.datasets",
     "metrics": "flowreg_dask.metrics",
     "plot": "flowreg_dask.plot",

@@ -10,7 +10,8 @@ from flowreg_dask import OFOptions, RegistrationConfig, compensate_recording
 from flowreg_dask.datasets import synthetic_recording
 from flowreg_dask.errors import IncompleteStoreError, InvalidInputError, InvalidOptionError
 from flowreg_dask.pipeline.apply import apply_flow
-from flowreg_dask.store.zarr_store import CorrectedStore, open_result
+from flowreg_dask.store.reader import open_result
+from flowreg_dask.store.writer import CorrectedStore
 
 SEQ = RegistrationConfig(parallelization="sequential", progress=False)
 THREADS = RegistrationConfig(parallelization="threading", n_jobs=2, progress=False)
@@ -65,15 +66,15 @@ def test_other_recording_one_channel(registered, tmp_path):
     )
     src, res = open_result(store), open_result(out)
     valid = src["valid"].values
-    got = res["corrected"].values[:, 0]
-    np.testing.assert_array_equal(got[valid], src["corrected"].values[:, 1][valid])
+    got = res["corrected"].values[..., 0]
+    np.testing.assert_array_equal(got[valid], src["corrected"].values[..., 1][valid])
     assert not got[~valid].any()
-    assert res["corrected"].shape == (50, 1, 48, 40)
+    assert res["corrected"].shape == (50, 48, 40, 1)
     # channel selection of the 2-channel recording gives the same movie
     out = apply_flow(
         store, d / "rec.npy", output=tmp_path / "c.zarr", channels=[1], fill=0, config=SEQ
     )
-    np.testing.assert_array_equal(open_result(out)["corrected"].values[:, 0], got)
+    np.testing.assert_array_equal(open_result(out)["corrected"].values[..., 0], got)
 
 
 def test_resume_after_kill(registered, tmp_path, monkeypatch):
@@ -152,4 +153,4 @@ def test_cli_apply(registered, tmp_path, capsys):
     assert "overwrite" in capsys.readouterr().err
     zeros = [*args[:3], "-o", str(tmp_path / "z.zarr"), "--fill", "zeros", "--channels", "0"]
     assert main(zeros) == 0
-    assert open_result(tmp_path / "z.zarr")["corrected"].shape[1] == 1
+    assert open_result(tmp_path / "z.zarr")["corrected"].shape[-1] == 1

@@ -8,7 +8,7 @@ import pytest
 from flowreg_dask.cli.main import main
 from flowreg_dask.datasets import SyntheticSpec, save_synthetic_recording
 from flowreg_dask.pipeline.api import chunk_frames
-from flowreg_dask.store.zarr_store import open_result
+from flowreg_dask.store.reader import open_result
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_demo_reports_accuracy(tmp_path, capsys):
     epe = float(out.split("estimated flow:")[1].split("px")[0])
     assert epe < 0.5 * before
     ds = open_result(tmp_path / "demo" / "demo_corrected.zarr")
-    assert ds["corrected"].shape == (40, 2, 64, 64)
+    assert ds["corrected"].shape == (40, 64, 64, 2)
 
 
 def _digest(path) -> tuple[str, float]:
@@ -69,8 +69,8 @@ def test_correct_then_info(tmp_path, tif, capsys):
     ]
     assert main(args) == 0
     ds = open_result(out)
-    assert ds["corrected"].shape == (24, 2, 40, 48)
-    assert ds["flow"].shape == (24, 2, 40, 48)
+    assert ds["corrected"].shape == (24, 40, 48, 2)
+    assert ds["flow"].shape == (24, 40, 48, 2)
     assert main(["info", str(out)]) == 0
     assert '"status": "complete"' in capsys.readouterr().out
     assert main(["info", str(tif)]) == 0
@@ -115,7 +115,7 @@ def test_correct_with_export_format(tmp_path, tif):
     back = open_recording(target)
     assert back.shape == (24, 40, 48, 2)
     store = open_result(tmp_path / "corr.zarr")
-    np.testing.assert_array_equal(back.values, np.moveaxis(store["corrected"].values, 1, -1))
+    np.testing.assert_array_equal(back.values, store["corrected"].values)
 
 
 def test_correct_bad_input(tmp_path, capsys):
@@ -249,7 +249,7 @@ def test_correct_with_reader_flags_bins_once(tmp_path):
     assert main(args) == 0
     ds = open_result(out)
     # frames 2..9 binned by 2 -> 4 frames (binned twice would give 2)
-    assert ds["corrected"].shape == (4, 1, 32, 36)
+    assert ds["corrected"].shape == (4, 32, 36, 1)
     assert ds.attrs["metadata"]["options"]["bin_size"] == 1
     assert ds.attrs["metadata"]["input"] == str(path)
     # what the pipeline was given: frames 2..9 of imaging/raw, averaged in pairs

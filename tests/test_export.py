@@ -33,9 +33,11 @@ from flowreg_dask.errors import (
     UnsupportedFormatError,
 )
 from flowreg_dask.io import clear_handle_cache, open_recording
-from flowreg_dask.store import CorrectedStore, export_formats, export_result, open_result
 from flowreg_dask.store import export as export_mod
 from flowreg_dask.store import layout as L
+from flowreg_dask.store.export import export_formats, export_result
+from flowreg_dask.store.reader import open_result
+from flowreg_dask.store.writer import CorrectedStore, StoreSpec
 
 STATS = list(L.DEFAULT_STAT_NAMES)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -80,19 +82,21 @@ def make_store(
     bounds = bounds or [(a, min(a + 8, t)) for a in range(0, t, 8)]
     store = CorrectedStore.create(
         path,
-        n_frames=t,
-        height=h,
-        width=w,
-        n_channels=c,
-        dtype=dtype,
-        chunk_bounds=bounds,
-        save_flow=True,
-        save_valid=True,
-        run_fingerprint="fp-export",
-        metadata={"options": {"alpha": 1.5, "levels": 3}, "input": "synthetic"},
-        channel_names=[f"chan{i}" for i in range(c)],
-        frame_rate=frame_rate,
-        pixel_size=pixel_size,
+        StoreSpec(
+            n_frames=t,
+            height=h,
+            width=w,
+            n_channels=c,
+            dtype=dtype,
+            chunk_bounds=bounds,
+            save_flow=True,
+            save_valid=True,
+            fingerprint="fp-export",
+            metadata={"options": {"alpha": 1.5, "levels": 3}, "input": "synthetic"},
+            channel_names=[f"chan{i}" for i in range(c)],
+            frame_rate=frame_rate,
+            pixel_size=pixel_size,
+        ),
     )
     for i, (a, b) in enumerate(bounds):
         store.write_chunk(
@@ -113,10 +117,10 @@ def truth(path: Path) -> dict[str, Any]:
     ds = open_result(path)
     out = {
         "path": path,
-        "corrected": ds["corrected"].values.transpose(0, 2, 3, 1),
-        "flow": ds["flow"].values.transpose(0, 2, 3, 1),
+        "corrected": ds["corrected"].values,
+        "flow": ds["flow"].values,
         "valid": ds["valid"].values,
-        "reference": ds["reference"].values.transpose(1, 2, 0),
+        "reference": ds["reference"].values,
         "stats": {s: ds[s].values for s in STATS},
     }
     ds.close()

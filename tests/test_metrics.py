@@ -16,7 +16,7 @@ from flowreg_dask.errors import InvalidInputError
 from flowreg_dask.options import OFOptions, RegistrationConfig
 from flowreg_dask.pipeline.api import compensate_recording
 from flowreg_dask.pipeline.blocks import frame_statistics
-from flowreg_dask.store.zarr_store import open_result
+from flowreg_dask.store.reader import open_result
 
 
 def _ramp(h: int = 12, w: int = 14) -> np.ndarray:

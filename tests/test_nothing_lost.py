@@ -31,7 +31,8 @@ from flowreg_dask.errors import (
 from flowreg_dask.options import OFOptions, RegistrationConfig
 from flowreg_dask.pipeline.api import compensate_recording, register
 from flowreg_dask.store.lock import lock_path, store_lock
-from flowreg_dask.store.zarr_store import CorrectedStore, open_result
+from flowreg_dask.store.reader import open_result
+from flowreg_dask.store.writer import CorrectedStore
 
 REPO = Path(__file__).resolve().parents[1]
 N, H, W = 40, 40, 48
@@ -128,7 +129,7 @@ def test_a_second_run_on_the_same_store_is_refused_naming_the_first(tmp_path, ti
     finally:
         first.kill()
     assert "done" in stdout and first.returncode == 0
-    assert open_result(out)["corrected"].shape == (N, 1, H, W)  # the first run's result, whole
+    assert open_result(out)["corrected"].shape == (N, H, W, 1)  # the first run's result, whole
     assert not lock_path(out).exists()  # released at the end
     assert _sha(tif) == before
 
@@ -360,7 +361,7 @@ def test_ctrl_c_ends_with_one_line_and_the_command_resumes(tmp_path, tif):
     from flowreg_dask.cli.main import main
 
     assert main(["correct", *args]) == 0  # resumes
-    assert open_result(out)["corrected"].shape == (N, 1, H, W)
+    assert open_result(out)["corrected"].shape == (N, H, W, 1)
 
 
 def test_a_full_disk_says_where_what_was_kept_and_how_to_resume(tmp_path, tif, monkeypatch):

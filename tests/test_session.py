@@ -33,7 +33,8 @@ from flowreg_dask.session import (
     run_stage2,
     run_stage3,
 )
-from flowreg_dask.store.zarr_store import CorrectedStore, open_result
+from flowreg_dask.store.reader import open_result
+from flowreg_dask.store.writer import CorrectedStore
 
 SHIFTS = {"rec_a": (10, -5), "rec_b": (0, 0), "rec_c": (-8, 7)}  # (dy, dx) of the content
 H = W = 64
@@ -114,9 +115,9 @@ def test_stage_outputs(session):
         stored = open_result(folder / "compensated.zarr")
         assert "valid" in stored  # stage 1 forces save_valid_idx
         expect = stored["corrected"].values.astype(np.float64).mean(axis=0)
-        np.testing.assert_allclose(avg, np.moveaxis(expect, 0, -1), rtol=1e-12)
+        np.testing.assert_allclose(avg, expect, rtol=1e-12)
         aligned = open_result(final / f"aligned_{name}.zarr")
-        assert aligned["corrected"].shape == (N_FRAMES, 1, H, W)
+        assert aligned["corrected"].shape == (N_FRAMES, H, W, 1)
         assert aligned["corrected"].dtype == np.uint16
         assert aligned.attrs["chunk_bounds"] == [[0, 40]]  # align_chunk_size 64
         for png in (f"{name}_valid_idx.png", f"{name}_valid_idx_aligned.png"):
@@ -144,10 +145,10 @@ def test_aligned_movies_and_masks(session):
     assert not mask[~box].any()
     assert mask[12:50, 9:53].all()
     # in the centre's frame every aligned movie looks like the centre's movie
-    ref = open_result(final / "aligned_rec_b.zarr")["corrected"].values.mean(axis=0)[0]
+    ref = open_result(final / "aligned_rec_b.zarr")["corrected"].values.mean(axis=0)[..., 0]
     for name in ("rec_a", "rec_c"):
         ds = open_result(final / f"aligned_{name}.zarr")
-        avg = ds["corrected"].values.mean(axis=0)[0]
+        avg = ds["corrected"].values.mean(axis=0)[..., 0]
         rel = np.abs(avg - ref)[mask].mean() / ref[mask].mean()
         assert rel < 0.02, (name, rel)
         # per-frame masks of the aligned movie: AND over time = the recording's aligned mask

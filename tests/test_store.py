@@ -29,8 +29,9 @@ from flowreg_dask.errors import (
     OutputExistsError,
     RecordingNotFoundError,
 )
-from flowreg_dask.store import CorrectedStore, open_result, store_status
 from flowreg_dask.store import layout as L
+from flowreg_dask.store.reader import open_result, store_status
+from flowreg_dask.store.writer import CorrectedStore, StoreSpec
 
 T, H, W, C = 30, 16, 24, 2
 BOUNDS = [(0, 8), (8, 16), (16, 24), (24, 30)]
@@ -70,11 +71,12 @@ def create(path: Path, fingerprint: str = "fp-1", **kw: Any) -> CorrectedStore:
         "channel_names": ["green", "red"],
         "frame_rate": 30.0,
         "pixel_size": 0.5,
-        "run_fingerprint": fingerprint,
+        "fingerprint": fingerprint,
         "metadata": {"options": {"alpha": 1.5, "levels": [1, 2]}, "input": "synthetic"},
     }
     args.update(kw)
-    return CorrectedStore.create(path, **args)
+    flags = {k: args.pop(k) for k in ("overwrite", "resume") if k in args}
+    return CorrectedStore.create(path, StoreSpec(**args), **flags)
 
 
 def write(store: CorrectedStore, data: dict[str, Any], index: int) -> None:
@@ -98,14 +100,12 @@ def _write_in_worker(store: CorrectedStore, index: int, seed: int) -> int:
 def assert_matches(path: Path, data: dict[str, Any]) -> None:
     """Assert that the complete store at ``path`` holds exactly ``data``."""
     ds = open_result(path)
-    np.testing.assert_array_equal(ds["corrected"].values, data["corrected"].transpose(0, 3, 1, 2))
-    np.testing.assert_array_equal(ds["flow"].values, data["flow"].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(ds["corrected"].values, data["corrected"])
+    np.testing.assert_array_equal(ds["flow"].values, data["flow"])
     np.testing.assert_array_equal(ds["valid"].values, data["valid"])
     for name, values in data["stats"].items():
         np.testing.assert_array_equal(ds[name].values, values)
-    np.testing.assert_array_equal(
-        ds["reference"].values, data["reference"].astype(np.float32).transpose(2, 0, 1)
-    )
+    np.testing.assert_array_equal(ds["reference"].values, data["reference"].astype(np.float32))
 
 
 @pytest.fixture
@@ -127,13 +127,13 @@ def complete_store(tmp_path: Path, data: dict[str, Any]) -> Path:
 def test_round_trip_values_dims_dtypes(complete_store: Path, data: dict[str, Any]) -> None:
     assert_matches(complete_store, data)
     ds = open_result(complete_store)
-    assert ds["corrected"].dims == ("t", "c", "y", "x")
+    assert ds["corrected"].dims == ("t", "y", "x", "c")  # the library's axis order
     assert ds["corrected"].dtype == np.uint16
-    assert ds["flow"].dims == ("t", "component", "y", "x")
+    assert ds["flow"].dims == ("t", "y", "x", "component")
     assert ds["flow"].dtype == np.float32
     assert list(ds["component"].values) == ["u", "v"]
     assert ds["valid"].dims == ("t", "y", "x") and ds["valid"].dtype == bool
-    assert ds["reference"].dims == ("c", "y", "x") and ds["reference"].dtype == np.float32
+    assert ds["reference"].dims == ("y", "x", "c") and ds["reference"].dtype == np.float32
     assert ds["mean_disp"].dims == ("t",) and ds["mean_disp"].dtype == np.float64
     # lazy, one dask chunk per pipeline chunk along t
     assert ds["corrected"].chunks[0] == (8, 8, 8, 6)
@@ -209,7 +209,8 @@ def test_napari_default_reader_opens_the_corrected_movie(complete_store: Path) -
     layer = Image(data)
     assert tuple(layer.data.shape) == (T, C, H, W)
     np.testing.assert_array_equal(
-        np.asarray(layer.data[3]), np.asarray(open_result(complete_store)["corrected"][3])
+        np.asarray(layer.data[3]),
+        np.asarray(open_result(complete_store)["corrected"][3].transpose("c", "y", "x")),
     )
 
 
@@ -234,7 +235,7 @@ def test_store_is_readable_by_plain_zarr_and_xarray(complete_store: Path) -> Non
     assert sorted(p.name for p in complete_store.iterdir()) == sorted(
         ["zarr.json", "0", "flow", "valid", "reference", "stats", "chunk_done"]
     )  # nothing but zarr nodes
-    assert ds["flow"].dims == ("t", "component", "y", "x")
+    assert ds["flow"].dims == ("t", "component", "y", "x")  # as stored
     assert ds["chunk_done"].values.all()
     assert image["0"].dims == ("t", "c", "y", "x")
 
@@ -312,7 +313,7 @@ def test_open_incomplete_raises_and_names_missing_chunks(tmp_path: Path) -> None
     with pytest.warns(UserWarning, match="incomplete"):
         ds = open_result(store.path, allow_incomplete=True)
     values = ds["corrected"].values
-    np.testing.assert_array_equal(values[:8], fdata["corrected"][:8].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(values[:8], fdata["corrected"][:8])
     assert np.isnan(values[8:16]).all() and np.isnan(ds["mean_disp"].values[24:]).all()
     assert ds.attrs["missing_chunks"] == [1, 3]
 

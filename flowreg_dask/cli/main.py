@@ -295,7 +295,7 @@ def _cmd_export(args) -> int:
 
 def _cmd_info(args) -> int:
     path = Path(args.input)
-    from ..store.zarr_store import store_status
+    from ..store.reader import store_status
 
     if _reader_flags_given(args):
         from ..io import describe
@@ -322,7 +322,7 @@ def _cmd_demo(args) -> int:
     from ..datasets import SyntheticSpec, save_synthetic_recording
     from ..options import OFOptions
     from ..pipeline.api import compensate_recording
-    from ..store.zarr_store import open_result
+    from ..store.reader import open_result
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -360,7 +360,7 @@ def _cmd_demo(args) -> int:
     elapsed = time.perf_counter() - start
     print("3/3 accuracy against the ground-truth displacement (10 px border excluded):")
     ds = open_result(out)
-    flow = np.moveaxis(ds["flow"].values, 1, -1)  # (T, H, W, 2)
+    flow = ds["flow"].values  # (T, H, W, 2)
     truth = np.concatenate(
         [spec.frames(s, min(s + 100, spec.n_frames))[1] for s in range(0, spec.n_frames, 100)]
     )
@@ -688,7 +688,7 @@ def _kept(output: str | None) -> str:
     """``"N of M chunks of OUT are kept"`` for an output store of an interrupted run."""
     if not output:
         return "what was finished is kept"
-    from ..store.zarr_store import store_status
+    from ..store.reader import store_status
 
     try:
         status = store_status(output)

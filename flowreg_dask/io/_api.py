@@ -371,7 +371,17 @@ def _to_dataarray(
     for key in _EXTRA_ATTRS:
         if meta.get(key) is not None:
             attrs[key] = meta[key]
-    coords: dict[str, Any] = {"t": np.arange(t, dtype=np.int64)}
+    frame = np.arange(t, dtype=np.int64)
+    rate, px = attrs["frame_rate"], attrs["pixel_size"]
+    # physical coordinates when the file says them (seconds, micrometres), as open_result has
+    coords: dict[str, Any] = {
+        "t": ("t", frame / rate, {"units": "second"}) if rate else ("t", frame),
+        "frame": ("t", frame),
+    }
+    if px:
+        h, w = data.shape[1:3]
+        coords["y"] = ("y", np.arange(h) * px, {"units": "micrometer"})
+        coords["x"] = ("x", np.arange(w) * px, {"units": "micrometer"})
     if names is not None and len(set(names)) == len(names):
         coords["c"] = names
     return xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs)

@@ -1,8 +1,9 @@
 """Quality metrics of a motion correction (numpy / dask; no plotting).
 
 Axis order: frames are ``(t, y, x, c)`` (``(t, y, x)`` = one channel), reference images
-``(y, x, c)``, flows ``(t, y, x, 2)`` with ``(u, v)`` in pixels. Stores keep ``(t, c, y, x)``:
-pass :func:`flowreg_dask.open_result`'s dataset through :func:`from_result` first.
+``(y, x, c)``, flows ``(t, y, x, 2)`` with ``(u, v)`` in pixels: the order of
+:func:`flowreg_dask.open_recording`, :func:`flowreg_dask.register` and
+:func:`flowreg_dask.open_result` (:func:`from_result` puts any result with named dims in it).
 
 numpy inputs give numpy / float results; dask inputs give lazy dask arrays (feed several to one
 ``dask.compute``). :func:`compute_metrics` evaluates everything in one pass with a progress bar.

@@ -2,8 +2,8 @@
 
 Every metric works on frames in ``(t, y, x, c)`` order (time, rows, columns, channels), the order
 of :func:`flowreg_dask.open_recording` and :func:`flowreg_dask.register`. ``(t, y, x)`` movies are
-read as one channel. Stores written by :func:`flowreg_dask.compensate_recording` keep the movie as
-``(t, c, y, x)``; :func:`from_result` turns such a result into the metrics' order (lazily).
+read as one channel. :func:`flowreg_dask.open_result` gives stores in that order too;
+:func:`from_result` puts any result with named dims in it (lazily).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def as_movie(x: Any, name: str, *, channels: int | None = None) -> da.Array:
     if channels is not None and x.shape[3] != channels:
         raise InvalidInputError(
             f"{name}: expected {channels} channel(s) on the last axis (t, y, x, c), got shape "
-            f"{x.shape}; stores are (t, c, y, x): use flowreg_dask.metrics.from_result()"
+            f"{x.shape}; pass DataArrays with named dims, or flowreg_dask.metrics.from_result()"
         )
     if any(len(c) != 1 for c in x.chunks[1:]):
         x = x.rechunk({1: -1, 2: -1, 3: -1})
@@ -164,7 +164,7 @@ def from_result(result: Any) -> xr.Dataset:
     Parameters
     ----------
     result : xarray.Dataset or path
-        What :func:`flowreg_dask.open_result` returns (``corrected`` (t, c, y, x), ``flow``
+        What :func:`flowreg_dask.open_result` returns (``corrected``, ``flow``
         (t, component, y, x), ``reference`` (c, y, x)), or the store path to open.
 
     Returns
@@ -176,7 +176,7 @@ def from_result(result: Any) -> xr.Dataset:
         and come back unchanged.
     """
     if isinstance(result, (str, os.PathLike)):
-        from ..store.zarr_store import open_result
+        from ..store.reader import open_result
 
         result = open_result(result)
     if not isinstance(result, xr.Dataset):

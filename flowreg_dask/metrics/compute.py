@@ -96,8 +96,7 @@ def compute_metrics(
         :func:`flowreg_dask.open_recording`). ``None``: only the corrected movie is evaluated (no
         factors).
     corrected : array (t, y, x, c)
-        The registered movie. A store's ``(t, c, y, x)`` movie must go through
-        :func:`from_result` first (or be a DataArray with named dims).
+        The registered movie (a DataArray with named dims may come in any order).
     reference : array (y, x, c)
         The template (the pipeline's ``reference``).
     flow : array (t, y, x, 2), optional

@@ -20,7 +20,7 @@ from .._version import __version__
 from ..core.params import resolve_params
 from ..errors import InvalidInputError, InvalidOptionError, warn_user
 from ..options import OFOptions, OutputFormat, RegistrationConfig
-from ..store.zarr_store import CorrectedStore
+from ..store.writer import CorrectedStore, StoreSpec
 from .blocks import STAT_NAMES
 from .graph import (
     Prepared,
@@ -254,7 +254,7 @@ def register(
         prep = _prepared(rec, options, _reference_for(rec, options, reference, run))
     blocks = registration_blocks(rec.data, prep)
     parts = split_outputs(blocks, rec.shape, prep.out_dtype)
-    coords = {k: v for k, v in rec.coords.items() if k in ("t", "c")}
+    coords = {k: v for k, v in rec.coords.items() if k in ("t", "frame", "y", "x", "c")}
     data_vars = {
         "corrected": (DIMS, parts["corrected"]),
         "flow": (("t", "y", "x", "component"), parts["flow"]),
@@ -479,25 +479,27 @@ def _checked_store(rec, options, run, reference, out_path, overwrite, resume) ->
     n_frames, h, w, c = rec.shape
     return CorrectedStore.create(
         out_path,
-        n_frames=n_frames,
-        height=h,
-        width=w,
-        n_channels=c,
-        dtype=_out_dtype(options, rec),
-        chunk_bounds=bounds_from_chunks(rec.data.chunks[0]),
-        save_flow=options.save_w,
-        save_valid=options.save_valid_idx,
-        run_fingerprint=_fingerprint(options, rec, reference),
-        metadata={
-            "options": options.to_dict(),
-            "software": f"flowreg_dask {__version__}",
-            "input": str(rec.attrs.get("source", "<array>")),
-            "nonfinite_frames": bad.tolist(),
-        },
-        channel_names=rec.attrs.get("channel_names"),
-        frame_rate=rec.attrs.get("frame_rate"),
-        pixel_size=rec.attrs.get("pixel_size"),
-        reference_states=options.update_reference,
+        StoreSpec(
+            n_frames=n_frames,
+            height=h,
+            width=w,
+            n_channels=c,
+            dtype=_out_dtype(options, rec),
+            chunk_bounds=bounds_from_chunks(rec.data.chunks[0]),
+            save_flow=options.save_w,
+            save_valid=options.save_valid_idx,
+            fingerprint=_fingerprint(options, rec, reference),
+            metadata={
+                "options": options.to_dict(),
+                "software": f"flowreg_dask {__version__}",
+                "input": str(rec.attrs.get("source", "<array>")),
+                "nonfinite_frames": bad.tolist(),
+            },
+            channel_names=rec.attrs.get("channel_names"),
+            frame_rate=rec.attrs.get("frame_rate"),
+            pixel_size=rec.attrs.get("pixel_size"),
+            reference_states=options.update_reference,
+        ),
         overwrite=overwrite,
         resume=resume,
     )

@@ -3,7 +3,7 @@
 :func:`apply_flow` warps a recording with the per-frame flows of a finished store (registered with
 ``save_w=True``); :func:`warp_store` warps every frame of a finished store with one displacement
 field (the multi-session alignment, :mod:`flowreg_dask.session`). Both write a store with the
-standard layout (:class:`~flowreg_dask.store.zarr_store.CorrectedStore`) chunk by chunk: one dask
+standard layout (:class:`~flowreg_dask.store.writer.CorrectedStore`) chunk by chunk: one dask
 task per time chunk reads its frames and flows, warps them and writes them, so memory is bounded by
 a chunk whatever the recording's length, and a killed run resumes where it stopped.
 
@@ -49,8 +49,8 @@ import xarray as xr
 from .._version import __version__
 from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, RegistrationConfig
-from ..store import layout as L
-from ..store.zarr_store import CorrectedStore, open_result
+from ..store.reader import open_result
+from ..store.writer import CorrectedStore, StoreSpec
 from .blocks import frame_statistics, warp_frames
 from .graph import ChunkWritten, bounds_from_chunks, written_chunks
 from .progress import FrameProgress
@@ -81,13 +81,6 @@ class WarpSpec:
     save_flow: bool = False
 
 
-def _read_group(path: str):
-    import zarr
-    from zarr.storage import LocalStore
-
-    return zarr.open_group(store=LocalStore(path, read_only=True), mode="r", zarr_format=3)
-
-
 def warp_chunk(frames: np.ndarray, *, start: int, stop: int, spec: WarpSpec) -> dict[str, Any]:
     """Warp frames ``start .. stop`` ((T, H, W, C)) as ``spec`` says.
 
@@ -98,25 +91,20 @@ def warp_chunk(frames: np.ndarray, *, start: int, stop: int, spec: WarpSpec) -> 
         ``valid`` (T, H, W) bool and the per-frame statistics (``stats``: name -> (T,)).
     """
     n = stop - start
-    group = None
     if spec.field is not None:
         flow = np.broadcast_to(spec.field, (n, *spec.field.shape))
     else:
-        group = _read_group(spec.flow_store)
-        flow = np.moveaxis(np.asarray(group[L.FLOW][start:stop]), 1, -1)
+        flow = CorrectedStore.open(spec.flow_store).read("flow", start, stop)
     corrected, valid = warp_frames(frames, flow, spec.fill, spec.interpolation, spec.out_dtype)
     if spec.valid_store is not None:
-        src_valid = np.asarray(_read_group(spec.valid_store)[L.VALID][start:stop])
+        src_valid = CorrectedStore.open(spec.valid_store).read("valid", start, stop)
         hwc = src_valid[..., None].astype(np.float32)
         zeros = np.zeros(hwc.shape[1:], np.float32)
         moved, _ = warp_frames(hwc, flow, zeros, "nearest", np.float32)
         valid &= moved[..., 0] > 0.5
     if spec.stats_store is not None:
-        sgroup = group if spec.stats_store == spec.flow_store else _read_group(spec.stats_store)
-        stats = {
-            name: np.asarray(arr[start:stop], np.float64)
-            for name, arr in sgroup[L.STATS_GROUP].arrays()
-        }
+        src = CorrectedStore.open(spec.stats_store)
+        stats = {name: src.read(name, start, stop) for name in src.stat_names}
     else:
         stats = frame_statistics(np.ascontiguousarray(flow, np.float32))
     return {"corrected": corrected, "flow": flow, "valid": valid, "stats": stats}
@@ -180,13 +168,11 @@ def _run_chunks(writes: da.Array, todo: list[int], run: Runner, on_chunk) -> Non
 
 def _temporal_mean(store: CorrectedStore) -> np.ndarray:
     """(H, W, C) float64 mean of the written movie, read back one chunk at a time."""
-    group = _read_group(str(store.work_path))
-    arr = group[L.CORRECTED]
     n, h, w, c = store.shape
-    total = np.zeros((c, h, w), np.float64)
+    total = np.zeros((h, w, c), np.float64)
     for start, stop in store.chunk_bounds:
-        total += np.asarray(arr[start:stop]).sum(axis=0, dtype=np.float64)
-    return np.moveaxis(total / n, 0, -1)
+        total += store.read("corrected", start, stop).sum(axis=0, dtype=np.float64)
+    return total / n
 
 
 def write_warped(
@@ -217,20 +203,22 @@ def write_warped(
     n, h, w, c = data.shape
     store = CorrectedStore.create(
         output,
-        n_frames=n,
-        height=h,
-        width=w,
-        n_channels=c,
-        dtype=spec.out_dtype,
-        chunk_bounds=bounds,
-        save_flow=spec.save_flow,
-        save_valid=save_valid,
-        run_fingerprint=fingerprint,
-        metadata=metadata,
-        channel_names=channel_names,
-        frame_rate=frame_rate,
-        pixel_size=pixel_size,
-        stat_names=list(stat_names),
+        StoreSpec(
+            n_frames=n,
+            height=h,
+            width=w,
+            n_channels=c,
+            dtype=spec.out_dtype,
+            chunk_bounds=bounds,
+            save_flow=spec.save_flow,
+            save_valid=save_valid,
+            fingerprint=fingerprint,
+            metadata=metadata,
+            channel_names=channel_names,
+            frame_rate=frame_rate,
+            pixel_size=pixel_size,
+            stat_names=list(stat_names),
+        ),
         overwrite=overwrite,
         resume=resume,
     )
@@ -402,7 +390,7 @@ def apply_flow(
     -------
     pathlib.Path
         The complete output store (open it with :func:`~flowreg_dask.open_result`). Its
-        ``corrected`` (t, c, y, x) holds the warped frames, ``valid`` the in-bounds masks, the
+        ``corrected`` holds the warped frames, ``valid`` the in-bounds masks, the
         per-frame statistics are copied from ``store``, and its ``reference`` is the temporal mean
         of the warped movie (the store's reference when ``fill="reference"``).
 
@@ -435,7 +423,7 @@ def apply_flow(
             "flows to other recordings."
         )
     opts = _store_options(ds)
-    n, _, h, w = ds["corrected"].shape
+    n, h, w, _ = ds["corrected"].shape
     bounds = [(int(a), int(b)) for a, b in ds.attrs["chunk_bounds"]]
     bin_size = int(opts.get("bin_size", 1) or 1)
     rec = _open_recording(recording, buffer_size=bounds[0][1] - bounds[0][0], bin_size=bin_size)
@@ -467,7 +455,7 @@ def apply_flow(
         out_dtype = OFOptions(output_typename=opts["output_typename"]).resolved_output_dtype()
     else:
         out_dtype = np.dtype(rec.dtype)
-    reference = np.moveaxis(np.asarray(ds["reference"].values, np.float32), 0, -1)
+    reference = np.asarray(ds["reference"].values, np.float32)
     fill_img = _resolve_fill(fill, reference=reference, hwc=(h, w, c), what=f"store {str(src)!r}")
     _check_fill_dtype(fill_img, out_dtype)
     spec = WarpSpec(
@@ -590,7 +578,7 @@ def warp_store(
     src = Path(store).expanduser().absolute()
     _check_output(src, output)
     ds = open_result(src)
-    n, c, h, w = ds["corrected"].shape
+    n, h, w, c = ds["corrected"].shape
     field = np.ascontiguousarray(flow, np.float32)
     if field.shape != (h, w, 2):
         raise InvalidInputError(
@@ -600,7 +588,7 @@ def warp_store(
     opts = _store_options(ds)
     interp = interpolation or opts.get("interpolation_method") or "cubic"
     interpolation_order(interp)
-    ref_src = np.moveaxis(np.asarray(ds["reference"].values, np.float32), 0, -1)
+    ref_src = np.asarray(ds["reference"].values, np.float32)
     fill_img = _resolve_fill(fill, reference=ref_src, hwc=(h, w, c), what=f"store {str(src)!r}")
     out_dtype = np.dtype(ds["corrected"].dtype)
     _check_fill_dtype(fill_img, out_dtype)
@@ -621,7 +609,7 @@ def warp_store(
         valid_store=str(src) if has_valid else None,
         stats_store=str(src),
     )
-    data = ds["corrected"].data.transpose(0, 2, 3, 1)
+    data = ds["corrected"].data
     fingerprint = _digest(
         "warp_store",
         ds.attrs.get("fingerprint"),

@@ -251,7 +251,7 @@ def registration_blocks(data: da.Array, prep: Prepared) -> da.Array:
 
 def chunk_writes(data: da.Array, prep: Prepared, store) -> da.Array:
     """One task per time chunk that registers it and writes it to ``store`` (a
-    :class:`~flowreg_dask.store.zarr_store.CorrectedStore`); each returns a one-element
+    :class:`~flowreg_dask.store.writer.CorrectedStore`); each returns a one-element
     (1, 1, 1, 1) object array holding a :class:`ChunkWritten`.
 
     Registration and writing share a task, so only that record leaves the worker.

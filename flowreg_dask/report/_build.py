@@ -287,7 +287,7 @@ def write_report(
     """
     _require_matplotlib()
     from .. import plot
-    from ..store.zarr_store import open_result
+    from ..store.reader import open_result
 
     start = time.perf_counter()
     store = Path(store_path)

@@ -80,7 +80,7 @@ def temporal_average(store: Any) -> np.ndarray:
     InvalidInputError
         The average is not finite (NaN or inf in the movie).
     """
-    from ..store.zarr_store import open_result
+    from ..store.reader import open_result
 
     ds = open_result(store)
     movie = ds["corrected"]
@@ -89,7 +89,7 @@ def temporal_average(store: Any) -> np.ndarray:
     for start, stop in ds.attrs["chunk_bounds"]:
         block = np.asarray(movie.data[start:stop].compute(scheduler="synchronous"))
         total += block.sum(axis=0, dtype=np.float64)
-    avg = np.moveaxis(total / n, 0, -1)
+    avg = total / n
     if not np.all(np.isfinite(avg)):
         raise InvalidInputError(
             f"the temporal average of {str(store)!r} is not finite (NaN or inf in the corrected "
@@ -106,7 +106,7 @@ def _store_current(rec: Recording, options: OFOptions) -> dict[str, Any] | None:
     """The store's status when it is complete, made with ``options`` and holds as many frames as
     the recording has after binning; else None (it has to be registered, or resumed)."""
     from ..io import open_recording
-    from ..store.zarr_store import store_status
+    from ..store.reader import store_status
 
     if not rec.store.exists():
         return None
@@ -137,7 +137,7 @@ def _stage1_one(
     progress_callback: Callable[[int, int], None] | None,
 ) -> dict[str, Any]:
     from ..pipeline.api import compensate_recording
-    from ..store.zarr_store import store_status
+    from ..store.reader import store_status
 
     st = _store_current(rec, options) if resume else None
     entry = read_json(rec.status).get("stage1") or {}

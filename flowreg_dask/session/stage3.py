@@ -50,10 +50,10 @@ def sequence_mask(store: Any) -> np.ndarray:
 
     A store without masks counts as valid everywhere.
     """
-    from ..store.zarr_store import open_result
+    from ..store.reader import open_result
 
     ds = open_result(store)
-    _, _, h, w = ds["corrected"].shape
+    _, h, w, _ = ds["corrected"].shape
     mask = np.ones((h, w), bool)
     if "valid" not in ds:
         return mask
@@ -121,7 +121,7 @@ def run_stage3(
         Stage 2 is not done for some recording.
     """
     from ..pipeline.apply import warp_store
-    from ..store.zarr_store import store_status
+    from ..store.reader import store_status
     from .cluster import registration_config
     from .stage1 import stage1_options
 

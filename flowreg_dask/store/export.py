@@ -283,7 +283,7 @@ def _load_source(result: Any, chunk_frames: int | None) -> _Source:
             f"chunk_frames must be a positive integer or None; got {chunk_frames!r}."
         )
 
-    from flowreg_dask.store.zarr_store import open_result
+    from flowreg_dask.store.reader import open_result
 
     if isinstance(result, xr.Dataset):
         ds = result

@@ -37,27 +37,21 @@ Guarantees, and what they rely on:
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import json
-import math
 import os
-import re
 import shutil
 import threading
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
-from flowreg_dask._version import __version__
-from flowreg_dask.errors import (
+from ..errors import (
     FlowRegWarning,
     IncompleteStoreError,
     InvalidInputError,
@@ -65,275 +59,26 @@ from flowreg_dask.errors import (
     OutputExistsError,
     RecordingNotFoundError,
 )
-from flowreg_dask.store import layout as L
-
-__all__ = ["CorrectedStore", "open_result", "store_status"]
-
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED_VARIABLES = frozenset(
-    {"corrected", "flow", "valid", "reference", "t", "c", "y", "x", "component", "frame"}
+from . import layout as L
+from ._record import (
+    _LAYOUT_FIELDS,
+    StoreSpec,
+    _as_path,
+    _cast_to,
+    _describe_missing,
+    _inspect_path,
+    _now,
+    _PathLike,
+    _public_status,
+    _read_record,
+    _record_done,
+    _remove_own_store,
+    _to_json,
+    _wrap_os_error,
+    new_record,
 )
-#: Record fields that fix the data layout; a resumed store must agree on all of them.
-_LAYOUT_FIELDS = (
-    "format_version",
-    "n_frames",
-    "height",
-    "width",
-    "n_channels",
-    "dtype",
-    "chunk_bounds",
-    "save_flow",
-    "save_valid",
-    "stat_names",
-    "time_layout",
-    "reference_states",
-)
-_PathLike = str | os.PathLike[str]
 
-
-# --------------------------------------------------------------------------------------------------
-# small helpers
-# --------------------------------------------------------------------------------------------------
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _as_path(path: _PathLike) -> Path:
-    return Path(os.fspath(path)).expanduser().absolute()
-
-
-def _wrap_os_error(exc: OSError, path: Path, action: str) -> OSError:
-    """Return an OSError of the same kind (errno) whose message names the store path and the fix."""
-    reason = exc.strerror or str(exc)
-    msg = (
-        f"cannot {action} the output store at {str(path)!r}: {reason} "
-        f"({type(exc).__name__} on {exc.filename!r}). Choose a writable location for the output, "
-        "or fix the permissions of that folder."
-    )
-    if exc.errno is not None:
-        return OSError(exc.errno, msg)  # OSError(errno, ...) becomes PermissionError etc.
-    return OSError(msg)
-
-
-def _sanitize_json(obj: Any) -> Any:
-    """Replace non-finite floats by the strings zarr uses ("NaN", "Infinity", "-Infinity")."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
-    if isinstance(obj, Mapping):
-        return {k: _sanitize_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_sanitize_json(v) for v in obj]
-    return obj
-
-
-def _json_default(obj: Any) -> Any:
-    """Convert numpy scalars/arrays and paths for :func:`json.dumps`."""
-    if isinstance(obj, np.generic):
-        return _sanitize_json(obj.item())
-    if isinstance(obj, np.ndarray):
-        return _sanitize_json(obj.tolist())
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-def _to_json(obj: Any, what: str) -> Any:
-    """Return ``obj`` as plain JSON types (tuples become lists), or raise InvalidOptionError.
-
-    numpy scalars and arrays become numbers and lists, paths become strings, and non-finite floats
-    become the strings "NaN", "Infinity", "-Infinity".
-    """
-    try:
-        return json.loads(json.dumps(_sanitize_json(obj), allow_nan=False, default=_json_default))
-    except (TypeError, ValueError) as exc:
-        raise InvalidOptionError(
-            f"{what} must be JSON-serialisable (dicts, lists, str, numbers, bool, None); got "
-            f"an object that is not: {exc}. Convert it first (e.g. options.to_dict())."
-        ) from exc
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and :func:`os.replace`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _format_ranges(indices: Sequence[int], limit: int = 12) -> str:
-    """Format sorted integers compactly: ``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
-    runs: list[tuple[int, int]] = []
-    for i in sorted(indices):
-        if runs and i == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], i)
-        else:
-            runs.append((i, i))
-    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
-    if len(runs) > limit:
-        parts.append(f"... ({len(runs) - limit} more ranges)")
-    return ", ".join(parts)
-
-
-def _describe_missing(missing: Sequence[int], bounds: Sequence[Sequence[int]]) -> str:
-    frames: list[int] = []
-    for i in missing:
-        frames.extend(range(bounds[i][0], bounds[i][1]))
-    return (
-        f"chunks {_format_ranges(missing)} of {len(bounds)} are missing "
-        f"(frames {_format_ranges(frames)})"
-    )
-
-
-def _inspect_path(path: Path) -> tuple[str, dict[str, Any] | None]:
-    """Classify ``path`` as ``absent``, ``empty`` (folder), ``store`` (+ record) or ``foreign``."""
-    if not path.exists() and not path.is_symlink():
-        return "absent", None
-    if not path.is_dir():
-        return "foreign", None
-    root_meta = path / "zarr.json"
-    if root_meta.is_file():
-        try:
-            meta = json.loads(root_meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return "foreign", None
-        attrs = meta.get("attributes") if isinstance(meta, dict) else None
-        record = attrs.get(L.ATTRS_KEY) if isinstance(attrs, dict) else None
-        if isinstance(record, dict) and "fingerprint" in record and "status" in record:
-            return "store", record
-        return "foreign", None
-    try:
-        entries = list(path.iterdir())
-    except OSError as exc:
-        raise _wrap_os_error(exc, path, "read") from exc
-    # a create killed before the root zarr.json existed leaves at most zarr's *.partial temp files
-    if all(e.is_file() and e.name.endswith(".partial") for e in entries):
-        return "empty", None
-    return "foreign", None
-
-
-def _remove_own_store(path: Path) -> None:
-    """Delete ``path`` after checking that it is a flowreg_dask store (never anything else)."""
-    kind, _ = _inspect_path(path)
-    if kind == "absent":
-        return
-    if kind == "empty":
-        shutil.rmtree(path)
-        return
-    if kind != "store":
-        raise OutputExistsError(
-            f"refusing to delete {str(path)!r}: it is not a flowreg_dask store. Move it away or "
-            "choose another output path."
-        )
-    shutil.rmtree(path)
-
-
-def _read_record(work: Path) -> dict[str, Any]:
-    kind, record = _inspect_path(work)
-    if kind != "store" or record is None:
-        raise InvalidInputError(
-            f"{str(work)!r} is not a flowreg_dask output store (no '{L.ATTRS_KEY}' record in its "
-            "zarr.json). Expected a folder written by flowreg_dask.register."
-        )
-    return record
-
-
-def _public_status(record: Mapping[str, Any]) -> str:
-    return L.STATUS_COMPLETE if record.get("status") == L.STATUS_COMPLETE else L.STATUS_INCOMPLETE
-
-
-def _done_indices(work: Path, n_chunks: int, format_version: int = L.FORMAT_VERSION) -> set[int]:
-    if int(format_version) < 2:  # layout 1: marker files .flowreg/chunks/<i>.done
-        try:
-            names = os.listdir(work / ".flowreg" / "chunks")
-        except FileNotFoundError:
-            return set()
-        stems = [n[: -len(".done")] for n in names if n.endswith(".done")]
-        return {int(x) for x in stems if x.isdigit() and int(x) < n_chunks}
-    try:
-        flags = zarr.open_array(
-            store=LocalStore(work, read_only=True), path=L.CHUNK_DONE, mode="r", zarr_format=3
-        )[:]
-    except (FileNotFoundError, KeyError, ValueError):
-        return set()
-    return {int(i) for i in np.flatnonzero(flags[:n_chunks])}
-
-
-def _record_done(work: Path, record: Mapping[str, Any]) -> set[int]:
-    return _done_indices(work, len(record.get("chunk_bounds", [])), record.get("format_version", 1))
-
-
-def _validate_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < 1:
-        raise InvalidOptionError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
-
-
-def _validate_chunk_bounds(bounds: Iterable[Sequence[int]], n_frames: int) -> list[list[int]]:
-    out: list[list[int]] = []
-    prev = 0
-    for i, pair in enumerate(bounds):
-        try:
-            start, stop = (int(v) for v in pair)
-        except (TypeError, ValueError) as exc:
-            raise InvalidOptionError(
-                f"chunk_bounds[{i}] must be a (start, stop) pair of integers; got {pair!r}."
-            ) from exc
-        if start != prev or stop <= start:
-            raise InvalidOptionError(
-                f"chunk_bounds must be contiguous, non-empty (start, stop) ranges starting at 0; "
-                f"chunk_bounds[{i}] = ({start}, {stop}) but expected start {prev} and stop > start."
-            )
-        out.append([start, stop])
-        prev = stop
-    if not out or prev != n_frames:
-        raise InvalidOptionError(
-            f"chunk_bounds must cover all n_frames={n_frames} frames; they end at frame {prev}."
-        )
-    return out
-
-
-def _validate_positive_float(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidOptionError(
-            f"{name} must be a positive number or None; got {value!r}."
-        ) from exc
-    if not math.isfinite(v) or v <= 0:
-        raise InvalidOptionError(f"{name} must be a positive finite number or None; got {value!r}.")
-    return v
-
-
-def _cast_to(arr: np.ndarray, dtype: np.dtype[Any], name: str) -> np.ndarray:
-    """Cast ``arr`` to the store dtype.
-
-    Float targets take any real input. Integer targets round float input to the nearest integer
-    (NaN becomes 0) and clip every input to the dtype's range, so nothing wraps around.
-    """
-    if arr.dtype == dtype:
-        return arr
-    if arr.dtype.kind not in "biuf":
-        raise InvalidInputError(
-            f"{name} has dtype {arr.dtype}, which cannot be stored as the store dtype {dtype}. "
-            f"Convert it to {dtype} (or a float dtype) first."
-        )
-    if dtype.kind == "f" or np.can_cast(arr.dtype, dtype, casting="safe"):
-        return arr.astype(dtype)
-    info = np.iinfo(dtype)
-    if arr.dtype.kind == "f":
-        out = np.rint(arr)
-        np.clip(out, info.min, info.max, out=out)
-        out[np.isnan(out)] = 0
-        return out.astype(dtype)
-    src = np.iinfo(arr.dtype)
-    return np.clip(arr, max(info.min, src.min), min(info.max, src.max)).astype(dtype)
+__all__ = ["CorrectedStore", "StoreSpec"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -407,22 +152,8 @@ class CorrectedStore:
     def create(
         cls,
         path: _PathLike,
+        spec: StoreSpec,
         *,
-        n_frames: int,
-        height: int,
-        width: int,
-        n_channels: int,
-        dtype: Any,
-        chunk_bounds: Sequence[tuple[int, int]],
-        save_flow: bool,
-        save_valid: bool,
-        run_fingerprint: str,
-        metadata: Mapping[str, Any],
-        channel_names: Sequence[str] | None = None,
-        frame_rate: float | None = None,
-        pixel_size: float | None = None,
-        stat_names: Sequence[str] | None = None,
-        reference_states: bool = False,
         overwrite: bool = False,
         resume: bool = True,
     ) -> CorrectedStore:
@@ -432,35 +163,9 @@ class CorrectedStore:
         ----------
         path : str or os.PathLike
             Output folder (conventionally ``*.zarr``). Missing parent folders are created.
-        n_frames, height, width, n_channels : int
-            Shape of the corrected movie ``(T, H, W, C)``.
-        dtype : numpy dtype-like
-            dtype of the corrected movie (the input dtype, or float32); integer or float.
-        chunk_bounds : sequence of (int, int)
-            The pipeline's contiguous time chunks ``[(start, stop), ...]`` covering ``0..n_frames``.
-            ``write_chunk(i, ...)`` writes frames ``chunk_bounds[i]``.
-        save_flow : bool
-            Keep the displacement field (array ``flow``).
-        save_valid : bool
-            Keep the in-bounds mask (array ``valid``).
-        run_fingerprint : str
-            Hash of (options JSON, input identity, shapes). An incomplete store is resumed only if
-            its fingerprint is the same.
-        metadata : mapping
-            JSON-serialisable run description (options as dict, software version, input
-            description); stored under the root attribute ``flowreg_dask.metadata``.
-        channel_names : sequence of str, optional
-            One label per channel (OME ``omero`` channel labels and the ``c`` coordinate).
-        frame_rate : float, optional
-            Frames per second; sets the OME time scale (seconds) and the ``t`` coordinate.
-        pixel_size : float, optional
-            Pixel size in micrometres; sets the OME spatial scale.
-        stat_names : sequence of str, optional
-            Per-frame statistics that every ``write_chunk`` must provide. Default
-            :data:`~flowreg_dask.store.layout.DEFAULT_STAT_NAMES` (mean_disp, max_disp, mean_div,
-            mean_translation).
-        reference_states : bool, default False
-            Keep one reference per chunk (``update_reference`` runs resume from the last one).
+        spec : StoreSpec
+            What the store holds (shape, dtype, chunk bounds, what is saved, the run's
+            fingerprint and metadata, ...).
         overwrite : bool, default False
             Replace a complete store (or an incomplete one of another run) at ``path``. The
             replacement is built next to it and swapped in by :meth:`finalize`, so the old result
@@ -483,29 +188,12 @@ class CorrectedStore:
             An incomplete store made with other options or input exists and ``overwrite`` is False,
             or a store with the same fingerprint has a different layout.
         InvalidOptionError
-            An argument has an invalid value.
+            A value of ``spec`` is invalid.
         OSError
             The location is not writable (e.g. ``PermissionError``); the message names the path.
         """
         target = _as_path(path)
-        record = cls._new_record(
-            target,
-            n_frames=n_frames,
-            height=height,
-            width=width,
-            n_channels=n_channels,
-            dtype=dtype,
-            chunk_bounds=chunk_bounds,
-            save_flow=save_flow,
-            save_valid=save_valid,
-            run_fingerprint=run_fingerprint,
-            metadata=metadata,
-            channel_names=channel_names,
-            frame_rate=frame_rate,
-            pixel_size=pixel_size,
-            stat_names=stat_names,
-            reference_states=reference_states,
-        )
+        record = new_record(target, spec)
         fingerprint = record["fingerprint"]
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -593,95 +281,6 @@ class CorrectedStore:
         if not target.exists():
             raise RecordingNotFoundError(f"no output store at {str(target)!r}.")
         return cls(target, target, _read_record(target))
-
-    @staticmethod
-    def _new_record(
-        target: Path,
-        *,
-        n_frames: int,
-        height: int,
-        width: int,
-        n_channels: int,
-        dtype: Any,
-        chunk_bounds: Sequence[tuple[int, int]],
-        save_flow: bool,
-        save_valid: bool,
-        run_fingerprint: str,
-        metadata: Mapping[str, Any],
-        channel_names: Sequence[str] | None,
-        frame_rate: float | None,
-        pixel_size: float | None,
-        stat_names: Sequence[str] | None,
-        reference_states: bool = False,
-    ) -> dict[str, Any]:
-        """Validate the arguments of :meth:`create` and build the run record."""
-        n_frames = _validate_positive_int(n_frames, "n_frames")
-        height = _validate_positive_int(height, "height")
-        width = _validate_positive_int(width, "width")
-        n_channels = _validate_positive_int(n_channels, "n_channels")
-        try:
-            np_dtype = np.dtype(dtype)
-        except TypeError as exc:
-            raise InvalidOptionError(f"dtype must be a numpy dtype; got {dtype!r}.") from exc
-        if np_dtype.kind not in "iuf":
-            raise InvalidOptionError(
-                f"dtype of the corrected movie must be an integer or float dtype; got {np_dtype}."
-            )
-        bounds = _validate_chunk_bounds(chunk_bounds, n_frames)
-        if not isinstance(run_fingerprint, str) or not run_fingerprint:
-            raise InvalidOptionError(
-                f"run_fingerprint must be a non-empty string; got {run_fingerprint!r}."
-            )
-        if not isinstance(metadata, Mapping):
-            raise InvalidOptionError(f"metadata must be a dict; got {type(metadata).__name__}.")
-        names: list[str] | None = None
-        if channel_names is not None:
-            names = [str(n) for n in channel_names]
-            if len(names) != n_channels:
-                raise InvalidOptionError(
-                    f"channel_names must have one label per channel ({n_channels}); got {names!r}."
-                )
-        stats = list(L.DEFAULT_STAT_NAMES if stat_names is None else stat_names)
-        for s in stats:
-            if not isinstance(s, str) or not _NAME_RE.match(s) or s in _RESERVED_VARIABLES:
-                raise InvalidOptionError(
-                    f"stat name {s!r} must be an identifier (letters, digits, _) and not one of "
-                    f"{sorted(_RESERVED_VARIABLES)}."
-                )
-        if len(set(stats)) != len(stats):
-            raise InvalidOptionError(f"stat_names must be unique; got {stats!r}.")
-        fr = _validate_positive_float(frame_rate, "frame_rate")
-        ps = _validate_positive_float(pixel_size, "pixel_size")
-        frame_bytes = (
-            height * width * max(n_channels * np_dtype.itemsize, 2 * 4 if save_flow else 0)
-        )
-        tl = L.plan_time_layout([(a, b) for a, b in bounds], frame_bytes)
-        return {
-            "format_version": L.FORMAT_VERSION,
-            "status": L.STATUS_CREATING,
-            "fingerprint": run_fingerprint,
-            "n_frames": n_frames,
-            "height": height,
-            "width": width,
-            "n_channels": n_channels,
-            "dtype": np_dtype.name,
-            "chunk_bounds": bounds,
-            "save_flow": bool(save_flow),
-            "save_valid": bool(save_valid),
-            "stat_names": stats,
-            "channel_names": names,
-            "frame_rate": fr,
-            "pixel_size": ps,
-            "time_layout": {"shard_frames": tl.shard_frames, "chunk_frames": tl.chunk_frames},
-            "reference_states": bool(reference_states),
-            "metadata": _to_json(dict(metadata), "metadata"),
-            "software_version": __version__,
-            "name": target.stem,
-            "created_at": _now(),
-            "resumed_at": [],
-            "completed_at": None,
-            "extra": {},
-        }
 
     @classmethod
     def _open_work(
@@ -1109,16 +708,31 @@ class CorrectedStore:
             return None
         return np.ascontiguousarray(np.moveaxis(state, 0, -1))
 
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Frames ``start .. stop`` of one array in the library's axis order: ``"corrected"``
+        (T, H, W, C), ``"flow"`` (T, H, W, 2), ``"valid"`` (T, H, W), or a statistic (T,)."""
+        arrays = self._open_arrays()
+        if name == "corrected":
+            return np.moveaxis(np.asarray(arrays[L.CORRECTED][start:stop]), 1, -1)
+        if name == "flow" and self.save_flow:
+            return np.moveaxis(np.asarray(arrays[L.FLOW][start:stop]), 1, -1)
+        if name == "valid" and self.save_valid:
+            return np.asarray(arrays[L.VALID][start:stop])
+        if name in self.stat_names:
+            return np.asarray(arrays[L.stats_path(name)][start:stop])
+        raise InvalidOptionError(
+            f"read: the store {str(self._path)!r} holds no {name!r} (it holds corrected"
+            + (", flow" if self.save_flow else "")
+            + (", valid" if self.save_valid else "")
+            + f" and the statistics {', '.join(self.stat_names)})."
+        )
+
     def read_chunk(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Corrected frames ``(T, H, W, C)`` and flows ``(T, H, W, 2)`` (None when not saved) of
         chunk ``index``, as written."""
         start, stop = self._check_index(index)
-        arrays = self._open_arrays()
-        corrected = np.moveaxis(np.asarray(arrays[L.CORRECTED][start:stop]), 1, -1)
-        flow = None
-        if self.save_flow:
-            flow = np.moveaxis(np.asarray(arrays[L.FLOW][start:stop]), 1, -1)
-        return corrected, flow
+        flow = self.read("flow", start, stop) if self.save_flow else None
+        return self.read("corrected", start, stop), flow
 
     def _as_cyx(self, image: np.ndarray, name: str) -> np.ndarray:
         _, h, w, c = self.shape
@@ -1224,213 +838,3 @@ class CorrectedStore:
                     FlowRegWarning,
                     stacklevel=3,
                 )
-
-
-# --------------------------------------------------------------------------------------------------
-# reading
-# --------------------------------------------------------------------------------------------------
-def _existing_store(path: _PathLike) -> tuple[Path, dict[str, Any]]:
-    target = _as_path(path)
-    if not target.exists():
-        raise RecordingNotFoundError(
-            f"no output store at {str(target)!r}. Check the path (expected a folder written by "
-            "flowreg_dask.register)."
-        )
-    return target, _read_record(target)
-
-
-def store_status(path: _PathLike) -> dict[str, Any]:
-    """Summarise an output store (for ``flowreg-dask info OUT.zarr``).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The store folder.
-
-    Returns
-    -------
-    dict
-        ``path``, ``status`` ("complete" | "incomplete"), ``chunks_done``, ``n_chunks``,
-        ``missing_chunks`` (list), ``fingerprint``, ``shape`` (dict t/c/y/x), ``dtype``,
-        ``save_flow``, ``save_valid``, ``stat_names``, ``frame_rate``, ``pixel_size``,
-        ``software_version``, ``created_at``, ``resumed_at``, ``completed_at``, ``time_layout``,
-        ``metadata`` and ``pending_overwrites`` (temporary stores of unfinished overwrite runs next
-        to it: path, status, chunks done, fingerprint).
-
-    Raises
-    ------
-    RecordingNotFoundError
-        Nothing exists at ``path``.
-    InvalidInputError
-        ``path`` is not a flowreg_dask store.
-    """
-    target, rec = _existing_store(path)
-    n_chunks = len(rec.get("chunk_bounds", []))
-    done = _record_done(target, rec)
-    pending = []
-    for p in sorted(target.parent.glob(f"{L.temp_sibling_prefix(target)}*")):
-        kind, prec = _inspect_path(p)
-        if kind == "store" and prec is not None:
-            pn = len(prec.get("chunk_bounds", []))
-            pending.append(
-                {
-                    "path": str(p),
-                    "status": _public_status(prec),
-                    "chunks_done": len(_record_done(p, prec)),
-                    "n_chunks": pn,
-                    "fingerprint": prec.get("fingerprint"),
-                }
-            )
-    return {
-        "path": str(target),
-        "status": _public_status(rec),
-        "chunks_done": len(done),
-        "n_chunks": n_chunks,
-        "missing_chunks": [i for i in range(n_chunks) if i not in done],
-        "fingerprint": rec.get("fingerprint"),
-        "shape": {
-            "t": rec.get("n_frames"),
-            "c": rec.get("n_channels"),
-            "y": rec.get("height"),
-            "x": rec.get("width"),
-        },
-        "dtype": rec.get("dtype"),
-        "save_flow": rec.get("save_flow"),
-        "save_valid": rec.get("save_valid"),
-        "stat_names": rec.get("stat_names"),
-        "frame_rate": rec.get("frame_rate"),
-        "pixel_size": rec.get("pixel_size"),
-        "software_version": rec.get("software_version"),
-        "created_at": rec.get("created_at"),
-        "resumed_at": rec.get("resumed_at", []),
-        "completed_at": rec.get("completed_at"),
-        "time_layout": rec.get("time_layout"),
-        "metadata": rec.get("metadata"),
-        "pending_overwrites": pending,
-    }
-
-
-def open_result(path: _PathLike, *, allow_incomplete: bool = False) -> xr.Dataset:
-    """Open a finished output store lazily as an :class:`xarray.Dataset` backed by dask.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The store folder.
-    allow_incomplete : bool, default False
-        Open an unfinished store anyway (with a :class:`~flowreg_dask.errors.FlowRegWarning`);
-        frames of missing chunks read as NaN (0 for integer movies, False for ``valid``).
-
-    Returns
-    -------
-    xarray.Dataset
-        Variables ``corrected`` (t, c, y, x) in the stored dtype, ``flow`` (t, component, y, x)
-        float32 when saved, ``valid`` (t, y, x) bool when saved, ``reference`` (c, y, x) float32,
-        and one (t,) float64 variable per statistic. Coordinates ``t`` (seconds if the frame rate is
-        known, else frame index), ``frame`` (index), ``c`` (channel names or indices), ``y``/``x``
-        (micrometres if the pixel size is known, else pixels), ``component`` ("u", "v"). Dask chunks
-        are one storage object (one pipeline chunk for regular chunking) along ``t``. ``attrs`` hold
-        the run record (status, fingerprint, metadata, ...).
-
-    Raises
-    ------
-    RecordingNotFoundError
-        Nothing exists at ``path``.
-    InvalidInputError
-        ``path`` is not a flowreg_dask store.
-    IncompleteStoreError
-        The store is not complete and ``allow_incomplete`` is False; the message lists the missing
-        chunks.
-    """
-    import dask.array as da
-    from dask.base import tokenize
-
-    target, rec = _existing_store(path)
-    n_chunks = len(rec["chunk_bounds"])
-    done = _record_done(target, rec)
-    missing = [i for i in range(n_chunks) if i not in done]
-    complete = rec.get("status") == L.STATUS_COMPLETE
-    if not complete:
-        what = (
-            _describe_missing(missing, rec["chunk_bounds"])
-            if missing
-            else "all chunks are written but the run was not finalized"
-        )
-        if not allow_incomplete:
-            raise IncompleteStoreError(
-                f"the output store {str(target)!r} is incomplete: {what}. Its run was interrupted "
-                "(or is still running). Rerun the same command (same options and input) to resume "
-                "it, or pass allow_incomplete=True to open it anyway (missing frames read as NaN, "
-                "or 0 for integer movies)."
-            )
-        warnings.warn(
-            f"opening the incomplete output store {str(target)!r}: {what}; those frames read as "
-            "fill values (NaN, or 0 for integer movies).",
-            FlowRegWarning,
-            stacklevel=2,
-        )
-
-    group = zarr.open_group(store=LocalStore(target, read_only=True), mode="r", zarr_format=3)
-    sf = int(rec["time_layout"]["shard_frames"])
-    token = tokenize(str(target), rec.get("fingerprint"), rec.get("completed_at"), sorted(done))
-
-    def lazy(name: str) -> Any:
-        arr = group[name]
-        chunks = (sf, *arr.shape[1:]) if arr.metadata.dimension_names[0] == "t" else arr.shape
-        return da.from_array(
-            arr,
-            chunks=chunks,
-            name=f"flowreg-{name.replace('/', '-')}-{token}",
-            lock=False,
-            asarray=False,
-            fancy=False,
-        )
-
-    n, h, w, c = rec["n_frames"], rec["height"], rec["width"], rec["n_channels"]
-    fr, ps = rec.get("frame_rate"), rec.get("pixel_size")
-    frame = np.arange(n)
-    coords: dict[str, Any] = {
-        "t": (
-            ("t", frame / fr, {"type": "time", "units": "second"})
-            if fr
-            else ("t", frame, {"type": "time", "long_name": "frame index"})
-        ),
-        "frame": ("t", frame),
-        "c": ("c", rec.get("channel_names") or list(range(c)), {"type": "channel"}),
-    }
-    for axis, size in (("y", h), ("x", w)):
-        coords[axis] = (
-            (axis, np.arange(size) * ps, {"type": "space", "units": "micrometer"})
-            if ps
-            else (axis, np.arange(size), {"type": "space", "units": "pixel"})
-        )
-    variables: dict[str, Any] = {
-        "corrected": (("t", "c", "y", "x"), lazy(L.corrected_path(rec.get("format_version", 1)))),
-        "reference": (("c", "y", "x"), lazy(L.REFERENCE)),
-    }
-    if rec.get("save_flow"):
-        coords["component"] = ("component", list(L.FLOW_COMPONENTS))
-        variables["flow"] = (
-            ("t", "component", "y", "x"),
-            lazy(L.FLOW),
-            {"units": "pixel", "description": "u along x (columns), v along y (rows)"},
-        )
-    if rec.get("save_valid"):
-        variables["valid"] = (("t", "y", "x"), lazy(L.VALID))
-    for s in rec.get("stat_names", []):
-        variables[s] = (("t",), lazy(L.stats_path(s)))
-    attrs: dict[str, Any] = {
-        **rec.get("extra", {}),
-        "status": _public_status(rec),
-        "fingerprint": rec.get("fingerprint"),
-        "chunk_bounds": rec.get("chunk_bounds"),
-        "missing_chunks": missing,
-        "frame_rate": fr,
-        "pixel_size": ps,
-        "metadata": rec.get("metadata"),
-        "software_version": rec.get("software_version"),
-        "created_at": rec.get("created_at"),
-        "completed_at": rec.get("completed_at"),
-        "store": str(target),
-    }
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
