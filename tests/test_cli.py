@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from flowreg_dask.cli.main import main
 from flowreg_dask.datasets import SyntheticSpec, save_synthetic_recording
-from flowreg_dask.pipeline.api import chunk_frames
+from flowreg_dask.pipeline.chunks import chunk_frames
 from flowreg_dask.store.reader import open_result
 
 
@@ -72,7 +74,10 @@ def test_correct_then_info(tmp_path, tif, capsys):
     assert ds["corrected"].shape == (24, 40, 48, 2)
     assert ds["flow"].shape == (24, 40, 48, 2)
     assert main(["info", str(out)]) == 0
-    assert '"status": "complete"' in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "status:       complete" in text and "24 frames x 40 x 48 px x 2 channel(s)" in text
+    assert main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "complete"
     assert main(["info", str(tif)]) == 0
     assert "24" in capsys.readouterr().out
     # a complete output is not replaced without --overwrite; the error names the fix

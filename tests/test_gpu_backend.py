@@ -31,9 +31,10 @@ from flowreg_dask.kernels.gpu import ops
 from flowreg_dask.kernels.gpu.batched import BatchedFlowEstimator
 from flowreg_dask.kernels.gpu.device import cuda_device_count
 from flowreg_dask.options import OFOptions, RegistrationConfig
-from flowreg_dask.pipeline.api import compensate_arr, config_for_backend
+from flowreg_dask.pipeline.api import compensate_arr
 from flowreg_dask.pipeline.blocks import register_span
 from flowreg_dask.pipeline.graph import prepare
+from flowreg_dask.pipeline.run import config_for_backend
 
 BORDER = 6
 EPE_TOL = 0.05  # per-frame |EPE(batched red-black) - EPE(numba lexicographic)|, px

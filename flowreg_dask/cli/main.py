@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from .._constants import DEFAULT_BUFFER_SIZE
 from .._version import __version__
 from ..options._vocab import FlowBackend, Parallelization, QualitySetting
 
@@ -294,25 +295,20 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_info(args) -> int:
+    from ..io import describe, info
+    from ..store.reader import describe_store, store_status
+
     path = Path(args.input)
-    from ..store.reader import store_status
-
-    if _reader_flags_given(args):
-        from ..io import describe
-
-        print(describe(_open_input(args, buffer_size=400, bin_size=args.bin_size or 1)))
-        return 0
-    if path.is_dir() and (path / "zarr.json").exists():
+    if not _reader_flags_given(args) and path.is_dir() and (path / "zarr.json").exists():
         try:
             status = store_status(path)
         except Exception:  # not one of our stores: describe it as a recording
             status = None
         if status is not None:
-            print(json.dumps(status, indent=2, default=str))
+            print(json.dumps(status, indent=2, default=str) if args.json else describe_store(path))
             return 0
-    from ..io import describe, open_recording
-
-    print(describe(open_recording(args.input)))
+    rec = _open_input(args, buffer_size=DEFAULT_BUFFER_SIZE, bin_size=args.bin_size or 1)
+    print(json.dumps(info(rec), indent=2, default=str) if args.json else describe(rec))
     return 0
 
 
@@ -397,7 +393,7 @@ def _cmd_apply(args) -> int:
     recording = args.recording
     if _reader_flags_given(args):
         args.input = args.recording
-        recording = _open_input(args, buffer_size=400, bin_size=args.bin_size or 1)
+        recording = _open_input(args, buffer_size=DEFAULT_BUFFER_SIZE, bin_size=args.bin_size or 1)
     start = time.perf_counter()
     out = apply_flow(
         args.store,
@@ -599,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rate, chunks) or the status of a corrected store; reads no pixel data.",
     )
     p.add_argument("input")
+    p.add_argument("--json", action="store_true", help="print the full record as JSON")
     _add_reader_args(p)
     p.set_defaults(func=_cmd_info)
 

@@ -5,12 +5,13 @@ zarr/OME-Zarr, npy, raw binary) is registered in :mod:`flowreg_dask.io._registry
 returns a picklable :class:`LazyFrames` wrapper that reads frame ranges on demand.
 """
 
-from ._api import describe, info, natural_sort_key, open_recording
+from ._api import describe, info, natural_sort_key, open_recording, with_time_chunks
 from ._lazy import LazyFrames, clear_handle_cache
 from ._registry import Reader, get_reader, guess_reader, list_readers
 
 __all__ = [
     "open_recording",
+    "with_time_chunks",
     "info",
     "describe",
     "list_readers",

@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
+from .._constants import DEFAULT_BUFFER_SIZE, DIMS
 from ..errors import (
     InvalidInputError,
     InvalidOptionError,
@@ -37,9 +38,8 @@ from ._registry import Reader, call_open, get_reader, guess_reader, list_readers
 from ._util import format_frame_ranges, frame_runs, warn_user
 from .memory import ARRAY_SOURCE, array_to_dask, is_array_source
 
-__all__ = ["open_recording", "info", "describe", "natural_sort_key"]
+__all__ = ["open_recording", "with_time_chunks", "info", "describe", "natural_sort_key"]
 
-DIMS = ("t", "y", "x", "c")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 #: Metadata of a wrapper copied into ``DataArray.attrs`` when present (all JSON-friendly).
@@ -390,7 +390,7 @@ def _to_dataarray(
 def open_recording(
     source: Any,
     *,
-    buffer_size: int = 400,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
     format: str | None = None,
     dataset: str | list[str] | None = None,
     deinterleave: int = 1,
@@ -532,18 +532,39 @@ def open_recording(
     if bin_size > 1:
         lazy = BinnedFrames(lazy, bin_size)
 
+    rec = _to_dataarray(
+        _lazy_dask(lazy, buffer_size), lazy.metadata, bin_size=bin_size, deinterleave=deinterleave
+    )
+    rec.encoding["frames"] = lazy  # so with_time_chunks can re-cut it without reopening the file
+    return rec
+
+
+def _lazy_dask(lazy: LazyFrames, chunks_t: int | tuple[int, ...]) -> da.Array:
+    """The dask array of a reader's frames: one task per chunk reads only that chunk's frames."""
     _, h, w, c = lazy.shape
-    name = "open_recording-" + tokenize(lazy, buffer_size)
-    data = da.from_array(
+    return da.from_array(
         lazy,
-        chunks=(buffer_size, h, w, c),
-        name=name,
+        chunks=(chunks_t, h, w, c),
+        name="open_recording-" + tokenize(lazy, chunks_t),
         asarray=False,
         lock=False,
         inline_array=True,
         meta=np.empty((0, 0, 0, 0), dtype=lazy.dtype),
     )
-    return _to_dataarray(data, lazy.metadata, bin_size=bin_size, deinterleave=deinterleave)
+
+
+def with_time_chunks(recording: xr.DataArray, chunks_t: int | tuple[int, ...]) -> xr.DataArray:
+    """``recording`` (t, y, x, c) cut into other time chunks.
+
+    A recording opened from a file is re-cut from its reader (each new chunk reads only its own
+    frames, the file is not opened again); any other DataArray is rechunked by dask.
+    """
+    lazy = recording.encoding.get("frames")
+    if isinstance(lazy, LazyFrames) and tuple(lazy.shape) == tuple(recording.shape):
+        out = recording.copy(data=_lazy_dask(lazy, chunks_t))
+        out.encoding["frames"] = lazy
+        return out
+    return recording.chunk({"t": chunks_t, "y": -1, "x": -1, "c": -1})
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ Functions:
   :func:`summarize` flattens it to a dict of floats.
 """
 
+from .._constants import STAT_NAMES
 from ._arrays import from_result
 from .compute import compute_metrics, summarize
-from .flow import STAT_NAMES, displacement_stats, endpoint_error, residual_motion
+from .flow import displacement_stats, endpoint_error, residual_motion
 from .quality import (
     correlation_with_reference,
     crispness,

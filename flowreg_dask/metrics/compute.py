@@ -12,9 +12,10 @@ import dask
 import numpy as np
 import xarray as xr
 
+from .._constants import STAT_NAMES
 from ..errors import InvalidInputError
 from ._arrays import as_flow, as_image, as_movie, check_border, check_reference, check_same_shape
-from .flow import STAT_NAMES, epe_lazy, residual_lazy, stats_lazy
+from .flow import epe_lazy, residual_lazy, stats_lazy
 from .quality import (
     FACTOR_BORDER,
     FACTOR_SIGMA,

@@ -21,7 +21,7 @@ from .quality import _finish
 __all__ = ["displacement_stats", "endpoint_error", "residual_motion", "STAT_NAMES"]
 
 #: Names of the per-frame statistics of :func:`displacement_stats` (those the pipeline stores).
-STAT_NAMES = ("mean_disp", "max_disp", "mean_div", "mean_translation")
+from .._constants import STAT_NAMES
 
 
 # ------------------------------------------------------------------------ displacement stats

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr, field_validator
 
+from .._constants import DEFAULT_BUFFER_SIZE
 from ..errors import InvalidOptionError, RecordingNotFoundError
 from ._serialize import (
     _NPY_MARKER,
@@ -62,8 +63,6 @@ from ._vocab import (
 _ARRAY_FIELDS: tuple[str, ...] = ("weight", "reference_frames")
 _WEIGHT_SUM_TOL = 1e-12
 _GNC_TOL = 1e-6
-#: Frames per time chunk unless told otherwise (OFOptions.buffer_size, open_recording).
-DEFAULT_BUFFER_SIZE = 400
 
 
 def _default_weight() -> list[float]:
@@ -295,7 +294,7 @@ class OFOptions(StrictModel):
         description="Temporal binning: mean of bin_size raw frames per registered frame; >= 1.",
     )
     buffer_size: int = Field(
-        default=400,
+        default=DEFAULT_BUFFER_SIZE,
         description=(
             "Frames (after binning) per batch / time chunk; >= 1. It sets how the work is cut "
             "into tasks, never the result (except with update_reference). Chunks shorter than "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,30 +15,19 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .._constants import DIMS, STAT_NAMES
 from .._version import __version__
-from ..core.params import resolve_params
-from ..errors import InvalidInputError, InvalidOptionError, warn_user
+from ..core.params import FlowParams
+from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, OutputFormat, RegistrationConfig
-from ..store.writer import CorrectedStore, StoreSpec
-from .blocks import STAT_NAMES
-from .graph import (
-    Prepared,
-    bounds_from_chunks,
-    chunk_layout,
-    chunk_writes,
-    halo_depth,
-    prepare,
-    registration_blocks,
-    split_outputs,
-    written_chunks,
-)
-from .progress import FrameProgress, note_first_compile
-from .reference import check_reference_shape, check_reference_source, resolve_reference
-from .run import Runner, runner
+from .chunks import output_dtype, recording_for
+from .execute import checked_store, kept_error, register_into, safe_call
+from .graph import prepare_run, registration_blocks, split_outputs
+from .progress import note_first_compile
+from .reference import build_reference, check_reference_shape, check_reference_source
+from .run import config_for_backend, runner
 
 __all__ = ["register", "compensate_recording", "compensate_arr"]
-
-DIMS = ("t", "y", "x", "c")
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -58,158 +46,9 @@ def _as_options(options: Any) -> OFOptions:
     )
 
 
-def chunk_frames(shape: tuple[int, ...], dtype, out_dtype, buffer_size: int, budget: int) -> int:
-    """Frames per time chunk: ``buffer_size``, shortened to keep one chunk's working set (raw,
-    pre-processed, corrected frames, flows, masks) within ``budget`` bytes."""
-    _, h, w, c = shape
-    # bytes per pixel and frame alive while a chunk is registered and written (measured): raw,
-    # normalised, smoothed and halo-joined float32 copies, corrected frames and their transposed
-    # copy for the store, flows (float32 u, v) and their transposed copy, valid masks
-    per_px = c * (2 * np.dtype(dtype).itemsize + 12 + 2 * np.dtype(out_dtype).itemsize) + 18
-    return int(max(1, min(buffer_size, budget // (h * w * per_px))))
-
-
-def _as_recording(
-    source: Any, options: OFOptions, config: RegistrationConfig | None = None
-) -> xr.DataArray:
-    """A (t, y, x, c) dask-backed DataArray in the time chunks the registration runs in.
-
-    Chunks are ``buffer_size`` frames, fewer when the frames are so large that a chunk would
-    exceed ``config.chunk_memory``, and never shorter than the registration halo
-    (:func:`~flowreg_dask.pipeline.graph.chunk_layout`). The layout changes how the work is cut
-    into tasks, never the result.
-    """
-    budget = (config or RegistrationConfig()).chunk_memory
-    if isinstance(source, xr.DataArray) and tuple(source.dims) == DIMS:
-        rec = source
-    else:
-        from ..io import open_recording
-
-        rec = open_recording(source, buffer_size=options.buffer_size, bin_size=options.bin_size)
-    if rec.shape[0] == 0:
-        raise InvalidInputError("recording: has zero frames; nothing to register")
-    size = chunk_frames(rec.shape, rec.dtype, _out_dtype(options, rec), options.buffer_size, budget)
-    if rec.chunks is None or rec.data.chunks[0][0] != size or len(rec.data.chunks[1]) > 1:
-        if isinstance(source, xr.DataArray) or not isinstance(source, (str, Path, list)):
-            rec = rec.chunk({"t": size, "y": -1, "x": -1, "c": -1})
-        else:  # re-open, so every chunk reads only its own frames
-            from ..io import open_recording
-
-            rec = open_recording(source, buffer_size=size, bin_size=options.bin_size)
-    depth = halo_depth(
-        sigma=options.sigma,
-        n_channels=rec.shape[-1],
-        update_init=options.update_initialization_w,
-    )
-    layout = chunk_layout(tuple(rec.data.chunks[0]), depth)
-    if layout != tuple(rec.data.chunks[0]):
-        rec = rec.chunk({"t": layout})
-    return rec
-
-
 def _out_dtype(options: OFOptions, rec: xr.DataArray) -> np.dtype:
     dt = options.resolved_output_dtype()
     return np.dtype(rec.dtype) if dt is None else dt
-
-
-def _reference_for(
-    rec: xr.DataArray,
-    options: OFOptions,
-    reference: Any,
-    run: Runner | None,
-    *,
-    show: bool = False,
-    skip: Any = (),
-):
-    """The raw reference: ``reference`` if given, else built from ``options.reference_frames``
-    (leaving out the frames ``skip``), with a progress bar when ``show``."""
-    source = options.reference_frames if reference is None else reference
-    if skip and isinstance(source, (list, tuple, range)):
-        source = [i for i in source if i not in set(skip)]
-    bar = FrameProgress(0, show=show, desc="reference (2 passes)")
-    try:
-        return resolve_reference(
-            rec,
-            source,
-            params=resolve_params(options, n_channels=rec.shape[-1]),
-            sigma=options.sigma,
-            channel_normalization=options.channel_normalization,
-            interpolation=options.interpolation_method,
-            runner=run,
-            on_frames=bar.advance,
-            on_start=bar.set_total,
-        )
-    finally:
-        bar.close()
-
-
-def _prepared(rec: xr.DataArray, options: OFOptions, ref_raw: np.ndarray) -> Prepared:
-    """What every chunk task needs: the pre-processed reference and the resolved parameters."""
-    return prepare(
-        ref_raw,
-        params=resolve_params(options, n_channels=rec.shape[-1]),
-        sigma=options.sigma,
-        channel_normalization=options.channel_normalization,
-        interpolation=options.interpolation_method,
-        out_dtype=_out_dtype(options, rec),
-        update_init=options.update_initialization_w,
-        backend=options.flow_backend,
-        backend_params=options.backend_params,
-        nonfinite=options.nonfinite,
-    )
-
-
-def config_for_backend(
-    config: RegistrationConfig | None, backend: str
-) -> RegistrationConfig | None:
-    """The run configuration adjusted to the flow backend (the one place that does this).
-
-    With ``"cupy"`` a process drives its GPU through one CUDA context, and each chunk's frames are
-    already solved together on the device: ``threading`` and ``multiprocessing`` would make
-    several threads/processes share one GPU's context and memory, so they fall back to
-    ``sequential`` with a :class:`~flowreg_dask.errors.FlowRegWarning` (the automatic mode picks
-    ``sequential``, or ``distributed`` with a scheduler address). ``distributed`` is kept: one
-    worker per GPU. A LocalCluster started here gets one worker (its workers would all share the
-    first GPU); for several GPUs make a ``Client`` of a ``dask_cuda.LocalCUDACluster`` first.
-    In the local modes CuPy and a CUDA device are checked here, so a missing GPU is reported
-    before any work starts (:class:`~flowreg_dask.errors.BackendUnavailableError`).
-    Other backends: ``config`` unchanged.
-    """
-    if backend != "cupy":
-        return config
-    cfg = config if config is not None else RegistrationConfig()
-    mode = cfg.parallelization
-    update: dict[str, Any] = {}
-    if mode is None:
-        mode = update["parallelization"] = "distributed" if cfg.scheduler_address else "sequential"
-    elif mode in ("threading", "multiprocessing"):
-        warn_user(
-            f"parallelization={mode!r} with flow_backend='cupy': several threads/processes would "
-            "share one GPU context and its memory; running 'sequential' instead (each chunk's "
-            "frames are batched on the GPU). For several GPUs use parallelization='distributed' "
-            "with one worker per GPU (e.g. a dask_cuda.LocalCUDACluster client)."
-        )
-        mode = update["parallelization"] = "sequential"
-    if mode == "distributed" and not cfg.scheduler_address and cfg.n_jobs != 1:
-        from distributed import default_client
-
-        try:
-            default_client()  # an active client (e.g. LocalCUDACluster) is used as it is
-        except ValueError:
-            if cfg.n_jobs > 1:
-                warn_user(
-                    f"n_jobs={cfg.n_jobs} with flow_backend='cupy': the local cluster gets one "
-                    "worker, since its workers would all share the first GPU; for one worker per "
-                    "GPU create a Client of a dask_cuda.LocalCUDACluster before the call"
-                )
-            update["n_jobs"] = 1
-    if mode != "distributed":
-        # the GPU is used in this process: fail now, before a reference is built or a file
-        # written (distributed workers may have GPUs that this machine lacks)
-        from ..kernels.gpu.device import require_cupy
-
-        require_cupy()
-    return cfg.model_copy(update=update) if update else cfg
 
 
 # -------------------------------------------------------------------------------------- register
@@ -249,9 +88,11 @@ def register(
             "register()"
         )
     config = config_for_backend(config, options.flow_backend)
-    rec = _as_recording(recording, options, config)
+    rec = recording_for(recording, options, config)
+    params = FlowParams.from_options(options)
     with runner(config) as run:
-        prep = _prepared(rec, options, _reference_for(rec, options, reference, run))
+        ref_raw = build_reference(rec, options, params, reference, run)
+    prep = prepare_run(ref_raw, options, params, output_dtype(options, rec))
     blocks = registration_blocks(rec.data, prep)
     parts = split_outputs(blocks, rec.shape, prep.out_dtype)
     coords = {k: v for k, v in rec.coords.items() if k in ("t", "frame", "y", "x", "c")}
@@ -319,25 +160,6 @@ def _output_paths(options: OFOptions, output: Any) -> tuple[Path, Path | None]:
     if not target.suffix and suffix is not None:
         target = target.with_suffix(suffix)
     return target.with_suffix(".zarr"), target
-
-
-class _LocalCounter(dask.callbacks.Callback):
-    """Calls ``on_chunk(index, n_frames)`` for every chunk a write task reports (local
-    schedulers; task results come back to this process)."""
-
-    def __init__(self, on_chunk: Callable[[int, int], None]) -> None:
-        super().__init__()
-        self._on_chunk = on_chunk
-        self._lock = threading.Lock()
-        self._seen: set[int] = set()
-
-    def _posttask(self, key, result, dsk, state, worker_id):
-        for done in written_chunks(result):
-            with self._lock:
-                if done.index in self._seen:
-                    continue
-                self._seen.add(done.index)
-            self._on_chunk(done.index, done.n_frames)
 
 
 def compensate_recording(
@@ -418,7 +240,7 @@ def compensate_recording(
             "input_file: no input given; set options.input_file or pass recording="
         )
     out_path, export_target = _output_paths(options, output)
-    rec = _as_recording(source, options, config)
+    rec = recording_for(source, options, config)
     export_files: list[Path] = []
     if export_target is not None:
         from ..store.export import check_export
@@ -436,19 +258,28 @@ def compensate_recording(
     )
     note_first_compile(config.progress)
     with store_lock(out_path), runner(config) as run:
-        store = _checked_store(rec, options, run, reference, out_path, overwrite, resume)
+        store = checked_store(
+            rec,
+            options,
+            run,
+            fingerprint=_fingerprint(options, rec, reference),
+            out_path=out_path,
+            overwrite=overwrite,
+            resume=resume,
+        )
         try:
-            progress = _register_into(
+            progress = register_into(
                 store,
                 rec,
                 options,
+                FlowParams.from_options(options),
                 config,
                 run,
                 reference,
                 callbacks=(progress_callback, w_callback, registered_callback),
             )
         except OSError as exc:
-            raise _kept_error(exc, store) from exc
+            raise kept_error(exc, store) from exc
         store.finalize(extra_attrs={"frames_per_second": progress.frames_per_second})
         if export_target is None:
             return store.path
@@ -461,179 +292,6 @@ def compensate_recording(
             overwrite=overwrite,
             include_flow=options.save_w or options.save_valid_idx,
         )
-
-
-def _checked_store(rec, options, run, reference, out_path, overwrite, resume) -> CorrectedStore:
-    """The output store, created or resumed once the recording passed the value checks."""
-    from .checks import format_frames, nonfinite_frames, refuse_nonfinite
-
-    bad = nonfinite_frames(rec.data, run)
-    if options.nonfinite == "error":
-        refuse_nonfinite(bad, str(rec.attrs.get("source", "recording")))
-    elif bad.size:
-        warn_user(
-            f"recording: frames {format_frames(bad)} hold NaN/Inf values; those pixels are "
-            "replaced by the reference's (nonfinite='reference') and the frames are left out of "
-            "the reference"
-        )
-    n_frames, h, w, c = rec.shape
-    return CorrectedStore.create(
-        out_path,
-        StoreSpec(
-            n_frames=n_frames,
-            height=h,
-            width=w,
-            n_channels=c,
-            dtype=_out_dtype(options, rec),
-            chunk_bounds=bounds_from_chunks(rec.data.chunks[0]),
-            save_flow=options.save_w,
-            save_valid=options.save_valid_idx,
-            fingerprint=_fingerprint(options, rec, reference),
-            metadata={
-                "options": options.to_dict(),
-                "software": f"flowreg_dask {__version__}",
-                "input": str(rec.attrs.get("source", "<array>")),
-                "nonfinite_frames": bad.tolist(),
-            },
-            channel_names=rec.attrs.get("channel_names"),
-            frame_rate=rec.attrs.get("frame_rate"),
-            pixel_size=rec.attrs.get("pixel_size"),
-            reference_states=options.update_reference,
-        ),
-        overwrite=overwrite,
-        resume=resume,
-    )
-
-
-def _register_into(store, rec, options, config, run, reference, *, callbacks) -> FrameProgress:
-    """Build (or reload) the reference, then register the chunks the store is missing."""
-    progress_callback, w_callback, registered_callback = callbacks
-    ref_raw = store.load_reference()
-    if ref_raw is None:
-        skip = store.metadata.get("nonfinite_frames") or []
-        ref_raw = _reference_for(rec, options, reference, run, show=config.progress, skip=skip)
-        store.save_reference(ref_raw)
-    prep = _prepared(rec, options, ref_raw)
-    bounds = store.chunk_bounds
-    done = store.done_chunks()
-    todo = [i for i in range(len(bounds)) if i not in done]
-    progress = FrameProgress(
-        rec.shape[0],
-        initial=sum(bounds[i][1] - bounds[i][0] for i in done),
-        show=config.progress,
-        callbacks=[progress_callback] if progress_callback else None,
-    )
-
-    def on_chunk(index: int, n: int) -> None:
-        progress.advance(n)
-        if w_callback is not None or registered_callback is not None:
-            corrected, flow = store.read_chunk(index)
-            start, stop = bounds[index]
-            if registered_callback is not None:
-                _safe_call(registered_callback, corrected, start, stop)
-            if w_callback is not None and flow is not None:
-                _safe_call(w_callback, flow, start, stop)
-
-    try:
-        if options.update_reference:
-            _run_update_reference(rec, prep, store, todo, bounds, run, on_chunk)
-        elif todo:
-            _run_writes(chunk_writes(rec.data, prep, store), todo, run, on_chunk)
-    finally:
-        progress.close()
-    return progress
-
-
-def _kept_error(exc: OSError, store: CorrectedStore) -> OSError:
-    """The OSError of a failed write, naming the store, what was kept and how to resume."""
-    import errno
-
-    done, total = len(store.done_chunks()), store.n_chunks
-    what = "no space left on the device" if exc.errno == errno.ENOSPC else str(exc)
-    msg = (
-        f"writing {str(store.path)!r} failed: {what}. {done} of {total} chunks are kept; free "
-        "the cause and rerun the same command to resume."
-    )
-    return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
-
-
-def _safe_call(cb, *args) -> None:
-    import warnings
-
-    from ..errors import FlowRegWarning
-
-    try:
-        cb(*args)
-    except Exception as exc:
-        warnings.warn(f"callback {cb!r} raised {exc!r}", FlowRegWarning, stacklevel=2)
-
-
-def _run_writes(writes: da.Array, todo: list[int], run: Runner, on_chunk) -> None:
-    """Compute the write tasks of the chunks in ``todo``, reporting each finished chunk.
-
-    Each chunk is its own collection, so no graph optimisation fuses chunks into one task.
-    """
-    parts = [writes.blocks[i] for i in todo]
-    if run.mode == "distributed":
-        from distributed import as_completed
-
-        for fut in as_completed(run.client.compute(parts)):
-            for done in written_chunks(fut.result()):
-                on_chunk(done.index, done.n_frames)
-        return
-    with _LocalCounter(on_chunk):
-        dask.compute(*parts, **run.compute_kwargs())
-
-
-def _run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chunk) -> None:
-    """``update_reference=True``: chunks run in order, each against the reference updated from
-    the previous chunk (mean of its last <= 100 pre-processed frames warped by their flows).
-
-    This is a sequential chain by construction, so its result depends on the chunk layout
-    (``buffer_size``), as in the reference implementation. The reference after each chunk is
-    saved in the store before the chunk is marked done, so a killed run resumes from the first
-    missing chunk with the right reference.
-    """
-    from ..core.warp import warp
-    from ..preprocess.filters import temporal_depth
-    from .blocks import _finite, preprocess_block
-    from .graph import register_chunk
-
-    n_frames = rec.shape[0]
-    before, after = halo_depth(
-        sigma=prep.sigma, n_channels=rec.shape[-1], update_init=prep.update_init
-    )
-    depth_t = temporal_depth(prep.sigma, rec.shape[-1])
-    ref_proc = prep.ref_proc
-    for i, (start, stop) in enumerate(bounds):
-        if i not in todo:
-            state = store.load_state(i)
-            if state is not None:
-                ref_proc = state
-            continue
-        lo, hi = max(0, start - before), min(n_frames, stop + after)
-        (raw,) = run.compute(rec.data[lo:hi])
-        raw = _finite(np.asarray(raw), lo, prep.ref_raw, prep.nonfinite)
-        out = register_chunk(
-            raw, prep=prep, first=lo, start=start, stop=stop, n_frames=n_frames, ref_proc=ref_proc
-        )
-        last = max(start, stop - 100)
-        a = max(lo, last - depth_t)
-        proc = preprocess_block(
-            raw[a - lo :], vmin=prep.vmin, vmax=prep.vmax, sigma=prep.sigma, temporal=depth_t > 0
-        )[last - a : stop - a]
-        ref_proc = warp(
-            proc, out["flow"][last - start :], fill=ref_proc, interpolation=prep.interpolation
-        ).mean(axis=0)
-        store.save_state(i, ref_proc)
-        store.write_chunk(
-            i,
-            corrected=out["corrected"],
-            flow=out["flow"],
-            valid=out["valid"],
-            stats={k: out[k] for k in STAT_NAMES},
-        )
-        on_chunk(i, stop - start)
 
 
 # --------------------------------------------------------------------------------- in memory
@@ -669,14 +327,14 @@ def compensate_arr(
             f"video: expected (T, H, W[, C]) or (H, W), got shape {video.shape}"
         )
     rec = xr.DataArray(da.from_array(arr, chunks=(options.buffer_size, -1, -1, -1)), dims=DIMS)
-    rec = _as_recording(rec, options, config)
+    rec = recording_for(rec, options, config)
     if reference is not None:
         reference = check_reference_shape(np.asarray(reference), *arr.shape[1:])
     ds = register(rec, options, reference=reference, config=config)
     with runner(config) as run:
         corrected, flow = run.compute(ds["corrected"].data, ds["flow"].data)
     if progress_callback is not None:
-        _safe_call(progress_callback, arr.shape[0], arr.shape[0])
+        safe_call(progress_callback, arr.shape[0], arr.shape[0])
     if squeeze_c:
         corrected = corrected[..., 0]
     if squeeze_t:

@@ -36,29 +36,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .._constants import DIMS, bounds_from_chunks
 from .._version import __version__
 from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, RegistrationConfig
 from ..store.reader import open_result
 from ..store.writer import CorrectedStore, StoreSpec
 from .blocks import frame_statistics, warp_frames
-from .graph import ChunkWritten, bounds_from_chunks, written_chunks
+from .execute import run_chunks
+from .graph import ChunkWritten
 from .progress import FrameProgress
-from .run import Runner, runner
+from .run import runner
 
 __all__ = ["apply_flow", "warp_store"]
 
-DIMS = ("t", "y", "x", "c")
 FillSpec = str | float | int | np.ndarray
 
 
@@ -131,39 +130,6 @@ def _warp_task(
     done = np.empty((1, 1, 1, 1), object)
     done[0, 0, 0, 0] = ChunkWritten(i, stop - start)
     return done
-
-
-class _LocalCounter(dask.callbacks.Callback):
-    """``on_chunk(index, n_frames)`` for every chunk a local-scheduler write task reports."""
-
-    def __init__(self, on_chunk: Callable[[int, int], None]) -> None:
-        super().__init__()
-        self._on_chunk = on_chunk
-        self._lock = threading.Lock()
-        self._seen: set[int] = set()
-
-    def _posttask(self, key, result, dsk, state, worker_id):
-        for done in written_chunks(result):
-            with self._lock:
-                if done.index in self._seen:
-                    continue
-                self._seen.add(done.index)
-            self._on_chunk(done.index, done.n_frames)
-
-
-def _run_chunks(writes: da.Array, todo: list[int], run: Runner, on_chunk) -> None:
-    parts = [writes.blocks[i] for i in todo]
-    if not parts:
-        return
-    if run.mode == "distributed":
-        from distributed import as_completed
-
-        for fut in as_completed(run.client.compute(parts)):
-            for done in written_chunks(fut.result()):
-                on_chunk(done.index, done.n_frames)
-        return
-    with _LocalCounter(on_chunk):
-        dask.compute(*parts, **run.compute_kwargs())
 
 
 def _temporal_mean(store: CorrectedStore) -> np.ndarray:
@@ -245,7 +211,7 @@ def write_warped(
     )
     try:
         with runner(config) as run:
-            _run_chunks(writes, todo, run, lambda _i, k: progress.advance(k))
+            run_chunks(writes, todo, run, lambda _i, k: progress.advance(k))
     finally:
         progress.close()
     ref = _temporal_mean(store) if reference is None else reference

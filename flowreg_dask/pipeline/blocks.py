@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._constants import STAT_NAMES
 from ..core.params import FlowParams
 from ..core.solver import FlowEstimator, make_estimator
 from ..core.warp import cast_like, interpolation_order
@@ -28,7 +29,6 @@ from ..kernels.cpu import warp as _kwarp
 from ..kernels.cpu.resample import resize
 from ..preprocess.filters import smooth_frames
 
-STAT_NAMES = ("mean_disp", "max_disp", "mean_div", "mean_translation")
 INIT_WINDOW = 20  # frames before t whose coarse flows initialise frame t
 INIT_STRIDE = 4  # ... of which those at absolute positions s % INIT_STRIDE == 0 take part
 INIT_SIZE = 32  # coarse flows are estimated on frames shrunk to at most this many pixels

@@ -19,12 +19,13 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask.array.overlap import ensure_minimum_chunksize
 
+from .._constants import STAT_NAMES, bounds_from_chunks
 from ..core.params import FlowParams
 from ..preprocess.filters import smooth_image, temporal_depth
 from ..preprocess.normalize import intensity_range, normalize
-from .blocks import STAT_NAMES, init_halo, preprocess_block, register_span
+from .blocks import preprocess_block, register_span
+from .chunks import chunk_layout, halo_depth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,32 +93,20 @@ def prepare(
     )
 
 
-def halo_depth(*, sigma, n_channels: int, update_init: bool) -> tuple[int, int]:
-    """Frames (before, after) a chunk needs from its neighbours: the temporal filter's radius on
-    both sides, plus before it the frames whose coarse flows initialise its first frames."""
-    depth_t = temporal_depth(sigma, n_channels)
-    return init_halo(update_init) + depth_t, depth_t
-
-
-def chunk_layout(chunks_t: tuple[int, ...], depth: tuple[int, int]) -> tuple[int, ...]:
-    """The time chunks a registration runs in: ``chunks_t``, with chunks shorter than the halo
-    merged into their neighbours (a halo comes from the adjacent chunk only). Results do not
-    depend on the layout; it only sets how much work and memory one task takes."""
-    need = max(depth)
-    if len(chunks_t) == 1 or need == 0 or min(chunks_t) >= need:
-        return tuple(chunks_t)
-    if sum(chunks_t) <= need:
-        return (sum(chunks_t),)
-    return tuple(ensure_minimum_chunksize(need, tuple(chunks_t)))
-
-
-def bounds_from_chunks(chunks_t: tuple[int, ...]) -> list[tuple[int, int]]:
-    """[(start, stop), ...] of consecutive chunk lengths."""
-    bounds, start = [], 0
-    for n in chunks_t:
-        bounds.append((start, start + n))
-        start += n
-    return bounds
+def prepare_run(ref_raw: np.ndarray, options, params: FlowParams, out_dtype) -> Prepared:
+    """:func:`prepare` with the run's options (the pre-processed reference and what tasks need)."""
+    return prepare(
+        ref_raw,
+        params=params,
+        sigma=options.sigma,
+        channel_normalization=options.channel_normalization,
+        interpolation=options.interpolation_method,
+        out_dtype=out_dtype,
+        update_init=options.update_initialization_w,
+        backend=options.flow_backend,
+        backend_params=options.backend_params,
+        nonfinite=options.nonfinite,
+    )
 
 
 def preprocessed(data: da.Array, prep: Prepared) -> da.Array:

@@ -13,7 +13,12 @@ from ..core.params import FlowParams
 from ..errors import FlowRegWarning, InvalidInputError, InvalidOptionError, RecordingNotFoundError
 from .run import Runner
 
-__all__ = ["resolve_reference", "clip_reference_indices", "check_reference_source"]
+__all__ = [
+    "resolve_reference",
+    "build_reference",
+    "clip_reference_indices",
+    "check_reference_source",
+]
 
 
 DEFAULT_REFERENCE_FRAMES = range(50, 500)
@@ -258,3 +263,38 @@ def preregistered_reference(
         advance,
     )
     return np.ascontiguousarray(total / n, dtype=np.float32)
+
+
+def build_reference(
+    recording,
+    options,
+    params: FlowParams,
+    reference: Any,
+    runner,
+    *,
+    show: bool = False,
+    skip: Any = (),
+) -> np.ndarray:
+    """The raw reference of a run: ``reference`` if given, else built from
+    ``options.reference_frames`` (leaving out the frames ``skip``), with a progress bar when
+    ``show``."""
+    from .progress import FrameProgress
+
+    source = options.reference_frames if reference is None else reference
+    if skip and isinstance(source, (list, tuple, range)):
+        source = [i for i in source if i not in set(skip)]
+    bar = FrameProgress(0, show=show, desc="reference (2 passes)")
+    try:
+        return resolve_reference(
+            recording,
+            source,
+            params=params,
+            sigma=options.sigma,
+            channel_normalization=options.channel_normalization,
+            interpolation=options.interpolation_method,
+            runner=runner,
+            on_frames=bar.advance,
+            on_start=bar.set_total,
+        )
+    finally:
+        bar.close()

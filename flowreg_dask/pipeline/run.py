@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import warn_user
 from ..options import RegistrationConfig
 
 _SINGLE_THREAD_ENV = {
@@ -224,3 +225,56 @@ def runner(config: Any = None) -> Iterator[Runner]:
     finally:
         client.close()
         cluster.close()
+
+
+def config_for_backend(
+    config: RegistrationConfig | None, backend: str
+) -> RegistrationConfig | None:
+    """The run configuration adjusted to the flow backend (the one place that does this).
+
+    With ``"cupy"`` a process drives its GPU through one CUDA context, and each chunk's frames are
+    already solved together on the device: ``threading`` and ``multiprocessing`` would make
+    several threads/processes share one GPU's context and memory, so they fall back to
+    ``sequential`` with a :class:`~flowreg_dask.errors.FlowRegWarning` (the automatic mode picks
+    ``sequential``, or ``distributed`` with a scheduler address). ``distributed`` is kept: one
+    worker per GPU. A LocalCluster started here gets one worker (its workers would all share the
+    first GPU); for several GPUs make a ``Client`` of a ``dask_cuda.LocalCUDACluster`` first.
+    In the local modes CuPy and a CUDA device are checked here, so a missing GPU is reported
+    before any work starts (:class:`~flowreg_dask.errors.BackendUnavailableError`).
+    Other backends: ``config`` unchanged.
+    """
+    if backend != "cupy":
+        return config
+    cfg = config if config is not None else RegistrationConfig()
+    mode = cfg.parallelization
+    update: dict[str, Any] = {}
+    if mode is None:
+        mode = update["parallelization"] = "distributed" if cfg.scheduler_address else "sequential"
+    elif mode in ("threading", "multiprocessing"):
+        warn_user(
+            f"parallelization={mode!r} with flow_backend='cupy': several threads/processes would "
+            "share one GPU context and its memory; running 'sequential' instead (each chunk's "
+            "frames are batched on the GPU). For several GPUs use parallelization='distributed' "
+            "with one worker per GPU (e.g. a dask_cuda.LocalCUDACluster client)."
+        )
+        mode = update["parallelization"] = "sequential"
+    if mode == "distributed" and not cfg.scheduler_address and cfg.n_jobs != 1:
+        from distributed import default_client
+
+        try:
+            default_client()  # an active client (e.g. LocalCUDACluster) is used as it is
+        except ValueError:
+            if cfg.n_jobs > 1:
+                warn_user(
+                    f"n_jobs={cfg.n_jobs} with flow_backend='cupy': the local cluster gets one "
+                    "worker, since its workers would all share the first GPU; for one worker per "
+                    "GPU create a Client of a dask_cuda.LocalCUDACluster before the call"
+                )
+            update["n_jobs"] = 1
+    if mode != "distributed":
+        # the GPU is used in this process: fail now, before a reference is built or a file
+        # written (distributed workers may have GPUs that this machine lacks)
+        from ..kernels.gpu.device import require_cupy
+
+        require_cupy()
+    return cfg.model_copy(update=update) if update else cfg

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._constants import STAT_NAMES
+
 __all__ = [
     "FORMAT_VERSION",
     "ATTRS_KEY",
@@ -113,7 +115,7 @@ def corrected_path(format_version: int) -> str:
 #: Names of the flow components along the ``component`` axis: u (x / columns), v (y / rows).
 FLOW_COMPONENTS: tuple[str, str] = ("u", "v")
 #: Per-frame statistics every store holds unless told otherwise.
-DEFAULT_STAT_NAMES: tuple[str, ...] = ("mean_disp", "max_disp", "mean_div", "mean_translation")
+DEFAULT_STAT_NAMES: tuple[str, ...] = STAT_NAMES
 
 STATUS_CREATING: str = "creating"
 STATUS_INCOMPLETE: str = "incomplete"

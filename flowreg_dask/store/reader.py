@@ -16,6 +16,7 @@ from . import layout as L
 from ._record import (
     _as_path,
     _describe_missing,
+    _format_ranges,
     _inspect_path,
     _PathLike,
     _public_status,
@@ -23,7 +24,7 @@ from ._record import (
     _record_done,
 )
 
-__all__ = ["open_result", "store_status"]
+__all__ = ["open_result", "store_status", "describe_store"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,6 +109,49 @@ def store_status(path: _PathLike) -> dict[str, Any]:
         "metadata": rec.get("metadata"),
         "pending_overwrites": pending,
     }
+
+
+def describe_store(path: _PathLike) -> str:
+    """A short human-readable summary of an output store (what ``flowreg-dask info OUT.zarr``
+    prints; :func:`store_status` has the full record)."""
+    st = store_status(path)
+    shape = st["shape"]
+    options = (st.get("metadata") or {}).get("options") or {}
+    saved = ", ".join(
+        name
+        for name, on in (("flows", st.get("save_flow")), ("valid masks", st.get("save_valid")))
+        if on
+    )
+    rate = f"{st['frame_rate']:.6g} Hz" if st.get("frame_rate") else "unknown"
+    px = f"{st['pixel_size']:.6g} µm" if st.get("pixel_size") else "unknown"
+    state = st["status"]
+    if state != "complete":
+        missing = st.get("missing_chunks") or []
+        state += f" ({st['chunks_done']} of {st['n_chunks']} chunks done; rerun to resume)"
+        if missing:
+            state += f"; missing chunks {_format_ranges(missing)}"
+    lines = [
+        f"Store:        {st['path']}",
+        f"status:       {state}",
+        f"movie:        {shape['t']} frames x {shape['y']} x {shape['x']} px x {shape['c']} "
+        f"channel(s), {st['dtype']}  (t, y, x, c)",
+        f"also saved:   {saved or 'reference and statistics only'}",
+        f"input:        {(st.get('metadata') or {}).get('input', 'unknown')}",
+        f"preset:       {options.get('quality_setting', 'unknown')}"
+        f" (alpha {options.get('alpha')}, data term {options.get('constancy_assumption')})",
+        f"frame rate:   {rate}",
+        f"pixel size:   {px}",
+        f"chunks:       {st['n_chunks']}",
+        f"software:     flowreg_dask {st.get('software_version')}",
+        f"created:      {st.get('created_at')}",
+        f"completed:    {st.get('completed_at') or '-'}",
+    ]
+    for pending in st.get("pending_overwrites") or []:
+        lines.append(
+            f"unfinished overwrite: {pending['path']} ({pending['chunks_done']} of "
+            f"{pending['n_chunks']} chunks)"
+        )
+    return "\n".join(lines)
 
 
 def open_result(path: _PathLike, *, allow_incomplete: bool = False) -> xr.Dataset:
