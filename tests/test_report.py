@@ -14,12 +14,12 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from flowreg_dask import __version__  # noqa: E402
+from flowreg_dask.cli.report import add_report_command  # noqa: E402
 from flowreg_dask.datasets import SyntheticSpec, save_synthetic_recording  # noqa: E402
 from flowreg_dask.errors import FlowRegWarning, InvalidInputError  # noqa: E402
 from flowreg_dask.options import OFOptions, RegistrationConfig  # noqa: E402
 from flowreg_dask.pipeline.api import compensate_recording  # noqa: E402
 from flowreg_dask.report import FIGURES, default_report_dir, write_report  # noqa: E402
-from flowreg_dask.report.cli import add_report_command  # noqa: E402
 
 N, SIZE = 32, 64
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -671,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
         scheduler_default="slurm",
     )
 
-    from ..report.cli import add_report_command
+    from .report import add_report_command
 
     add_report_command(sub)  # report OUT.zarr [--out DIR] [--raw INPUT] [--frame K] ...
     return parser

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, RecordingNotFoundError
 from ._lazy import LazyFrames
 from ._util import warn_user
 
@@ -339,3 +339,85 @@ def warn_z_flattened(zsize: int, where: str) -> None:
             f"{where} has a z axis of {zsize} planes; planes are read as consecutive frames "
             "(t major, z minor). Select one plane beforehand to register a single plane."
         )
+
+
+def select_members(
+    available: dict[str, tuple],
+    dataset: str | list[str] | tuple[str, ...] | None,
+    *,
+    kind: str,
+    path: str,
+    ndims: tuple[int, ...] = (3, 4),
+    declared: list[str] | None = None,
+    member_word: str = "dataset",
+) -> tuple[list[str], str]:
+    """Dataset names to read, and how they were chosen.
+
+    The requested ones (checked), or the unambiguous choice of :func:`discover_datasets`
+    (``declared``: the names the file lists as its movie, if it does).
+    """
+    where = f"{kind} file '{path}'"
+    if dataset is None:
+        return discover_datasets(
+            available, ndims=ndims, where=where, declared=declared, member_word=member_word
+        )
+    names = [dataset] if isinstance(dataset, str) else list(dataset)
+    if not names:
+        msg = f"dataset=[] for {where}: give at least one {member_word} name"
+        raise InvalidInputError(msg)
+    out = []
+    for name in names:
+        key = str(name).strip("/")
+        if key not in available:
+            msg = (
+                f"{member_word.capitalize()} {name!r} not found in {where}. "
+                f"{member_word.capitalize()}s in the file: {format_datasets(available)}. "
+                f"Pass one of them with dataset='NAME' (CLI: --dataset NAME)."
+            )
+            raise RecordingNotFoundError(msg)
+        out.append(key)
+    return out, "given with dataset="
+
+
+def check_members(
+    available: dict[str, tuple], names: list[str], *, kind: str, path: str
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Common shape and promoted dtype of the chosen datasets."""
+    where = f"{kind} file '{path}'"
+    shapes = {n: available[n][0] for n in names}
+    if len(set(shapes.values())) > 1:
+        msg = (
+            f"Channel datasets of {where} differ in shape: "
+            + ", ".join(f"'{n}' {s}" for n, s in shapes.items())
+            + ". Pass dataset=[...] with datasets of one shape."
+        )
+        raise InvalidInputError(msg)
+    dtypes = []
+    for n in names:
+        dt = available[n][1]
+        if dt is None:
+            msg = f"Dataset '{n}' of {where} is not numeric; pass dataset='NAME' of a movie"
+            raise InvalidInputError(msg)
+        dtypes.append(check_numeric_dtype(dt, where=f"dataset '{n}' of {where}"))
+    return shapes[names[0]], np.result_type(*dtypes)
+
+
+def resolve_axes(axes: str | None, shape: tuple[int, ...], *, where: str) -> str:
+    if axes is not None:
+        return parse_axes(axes, len(shape), where=where)
+    ax = default_axes(len(shape))
+    if ax is None:
+        msg = (
+            f"{where} has {len(shape)} dimensions {shape}; expected (T, H, W) or (T, H, W, C). "
+            "Pass axes='...' (letters t, z, y, x, c in stored order), e.g. axes='tzcyx'"
+        )
+        raise InvalidInputError(msg)
+    return ax
+
+
+def check_frames(shape: tuple[int, ...], axes: str, *, where: str) -> None:
+    t, h, w, c, z = frames_layout(shape, axes)
+    if t == 0 or h == 0 or w == 0 or c == 0:
+        msg = f"{where} has shape {shape} (axes {axes!r}): zero frames or an empty frame"
+        raise InvalidInputError(msg)
+    warn_z_flattened(z, where)

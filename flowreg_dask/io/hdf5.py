@@ -47,16 +47,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import InvalidInputError, RecordingNotFoundError
+from ..errors import InvalidInputError
 from ._arrays import (
     AxesArrayFrames,
-    check_numeric_dtype,
-    default_axes,
-    discover_datasets,
-    format_datasets,
-    frames_layout,
-    parse_axes,
-    warn_z_flattened,
+    check_frames,
+    check_members,
+    resolve_axes,
+    select_members,
 )
 from ._lazy import cached_handle, check_unchanged, file_stamp
 from ._registry import Reader
@@ -124,44 +121,6 @@ def _attr_float(objs: list[Any], keys: tuple[str, ...]) -> float | None:
     return None
 
 
-def select_members(
-    available: dict[str, tuple],
-    dataset: str | list[str] | tuple[str, ...] | None,
-    *,
-    kind: str,
-    path: str,
-    ndims: tuple[int, ...] = (3, 4),
-    declared: list[str] | None = None,
-    member_word: str = "dataset",
-) -> tuple[list[str], str]:
-    """Dataset names to read, and how they were chosen.
-
-    The requested ones (checked), or the unambiguous choice of :func:`discover_datasets`
-    (``declared``: the names the file lists as its movie, if it does).
-    """
-    where = f"{kind} file '{path}'"
-    if dataset is None:
-        return discover_datasets(
-            available, ndims=ndims, where=where, declared=declared, member_word=member_word
-        )
-    names = [dataset] if isinstance(dataset, str) else list(dataset)
-    if not names:
-        msg = f"dataset=[] for {where}: give at least one {member_word} name"
-        raise InvalidInputError(msg)
-    out = []
-    for name in names:
-        key = str(name).strip("/")
-        if key not in available:
-            msg = (
-                f"{member_word.capitalize()} {name!r} not found in {where}. "
-                f"{member_word.capitalize()}s in the file: {format_datasets(available)}. "
-                f"Pass one of them with dataset='NAME' (CLI: --dataset NAME)."
-            )
-            raise RecordingNotFoundError(msg)
-        out.append(key)
-    return out, "given with dataset="
-
-
 def declared_datasets(f: h5py.File) -> list[str] | None:
     """Movie datasets a file lists in its root attribute ``dataset_names`` (None if absent).
 
@@ -173,50 +132,6 @@ def declared_datasets(f: h5py.File) -> list[str] | None:
     items = [value] if isinstance(value, (str, bytes)) else list(np.ravel(value))
     names = [v.decode() if isinstance(v, bytes) else str(v) for v in items]
     return names or None
-
-
-def check_members(
-    available: dict[str, tuple], names: list[str], *, kind: str, path: str
-) -> tuple[tuple[int, ...], np.dtype]:
-    """Common shape and promoted dtype of the chosen datasets."""
-    where = f"{kind} file '{path}'"
-    shapes = {n: available[n][0] for n in names}
-    if len(set(shapes.values())) > 1:
-        msg = (
-            f"Channel datasets of {where} differ in shape: "
-            + ", ".join(f"'{n}' {s}" for n, s in shapes.items())
-            + ". Pass dataset=[...] with datasets of one shape."
-        )
-        raise InvalidInputError(msg)
-    dtypes = []
-    for n in names:
-        dt = available[n][1]
-        if dt is None:
-            msg = f"Dataset '{n}' of {where} is not numeric; pass dataset='NAME' of a movie"
-            raise InvalidInputError(msg)
-        dtypes.append(check_numeric_dtype(dt, where=f"dataset '{n}' of {where}"))
-    return shapes[names[0]], np.result_type(*dtypes)
-
-
-def resolve_axes(axes: str | None, shape: tuple[int, ...], *, where: str) -> str:
-    if axes is not None:
-        return parse_axes(axes, len(shape), where=where)
-    ax = default_axes(len(shape))
-    if ax is None:
-        msg = (
-            f"{where} has {len(shape)} dimensions {shape}; expected (T, H, W) or (T, H, W, C). "
-            "Pass axes='...' (letters t, z, y, x, c in stored order), e.g. axes='tzcyx'"
-        )
-        raise InvalidInputError(msg)
-    return ax
-
-
-def check_frames(shape: tuple[int, ...], axes: str, *, where: str) -> None:
-    t, h, w, c, z = frames_layout(shape, axes)
-    if t == 0 or h == 0 or w == 0 or c == 0:
-        msg = f"{where} has shape {shape} (axes {axes!r}): zero frames or an empty frame"
-        raise InvalidInputError(msg)
-    warn_z_flattened(z, where)
 
 
 def _chunk_offsets(dset: h5py.Dataset, n: int) -> np.ndarray:

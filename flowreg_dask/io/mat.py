@@ -26,18 +26,10 @@ import numpy as np
 import scipy.io
 
 from ..errors import InvalidInputError
-from ._arrays import AxesArrayFrames, parse_axes
+from ._arrays import AxesArrayFrames, check_frames, check_members, parse_axes, select_members
 from ._lazy import LazyFrames, cached_handle, check_unchanged, file_stamp
 from ._registry import Reader
-from .hdf5 import (
-    Hdf5Frames,
-    check_frames,
-    check_members,
-    find_unwritten,
-    is_hdf5_header,
-    open_h5,
-    select_members,
-)
+from .hdf5 import Hdf5Frames, find_unwritten, is_hdf5_header, open_h5
 
 __all__ = ["MatReader", "MatV5Frames"]
 

@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from ._arrays import AxesArrayFrames, check_numeric_dtype
+from ._arrays import AxesArrayFrames, check_frames, check_numeric_dtype, resolve_axes
 from ._lazy import check_unchanged, file_stamp
 from ._registry import Reader
 from ._util import warn_user
-from .hdf5 import check_frames, resolve_axes
 
 __all__ = ["RawReader", "RawFrames"]
 

@@ -29,11 +29,19 @@ import numpy as np
 import zarr
 
 from ..errors import InvalidInputError, RecordingNotFoundError
-from ._arrays import AxesArrayFrames, axes_from_names, axis_letter, parse_axes
+from ._arrays import (
+    AxesArrayFrames,
+    axes_from_names,
+    axis_letter,
+    check_frames,
+    check_members,
+    parse_axes,
+    resolve_axes,
+    select_members,
+)
 from ._lazy import cached_handle
 from ._registry import Reader
 from ._util import interval_to_rate, length_to_um
-from .hdf5 import check_frames, check_members, resolve_axes, select_members
 
 __all__ = ["ZarrReader", "ZarrFrames"]
 

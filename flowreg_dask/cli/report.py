@@ -39,7 +39,7 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def run_report(args: argparse.Namespace) -> int:
     """Handler of the subcommand: writes the report and prints where."""
-    from ._build import write_report
+    from ..report._build import write_report
 
     path = write_report(
         args.store,
