@@ -55,6 +55,10 @@ def _wheel() -> np.ndarray:
     return np.concatenate(rows)
 
 
+#: Flow components above this magnitude mark "unknown" flow (Middlebury convention).
+UNKNOWN_FLOW = 1e9
+
+
 def flow_to_color(flow: Any, max_flow: float | None = None) -> np.ndarray:
     """Colour-code a flow field: hue = direction, saturation = magnitude (Middlebury style).
 
@@ -64,7 +68,8 @@ def flow_to_color(flow: Any, max_flow: float | None = None) -> np.ndarray:
         ``(u, v)`` displacements in pixels (``v`` points down, image convention).
     max_flow : float, optional
         Magnitude shown fully saturated; default the largest finite magnitude in ``flow``.
-        Longer vectors are drawn darker (75 % brightness). NaN vectors are black.
+        Longer vectors are drawn darker (75 % brightness). NaN vectors, and "unknown" ones with
+        a component of magnitude above 1e9 (pyflowreg's and Middlebury's marker), are black.
 
     Returns
     -------
@@ -82,7 +87,9 @@ def flow_to_color(flow: Any, max_flow: float | None = None) -> np.ndarray:
     if w.shape[-1:] != (2,):
         raise ValueError(f"flow: expected shape (..., 2) with (u, v) last, got {w.shape}")
     u, v = w[..., 0], w[..., 1]
-    bad = ~(np.isfinite(u) & np.isfinite(v))
+    bad = (
+        ~(np.isfinite(u) & np.isfinite(v)) | (np.abs(u) > UNKNOWN_FLOW) | (np.abs(v) > UNKNOWN_FLOW)
+    )
     u = np.where(bad, 0.0, u)
     v = np.where(bad, 0.0, v)
     mag = np.hypot(u, v)

@@ -30,7 +30,9 @@ def registered(tmp_path_factory):
         buffer_size=20,
         reference_frames=list(range(20)),
     )
-    store = compensate_recording(opts, THREADS, recording=d / "rec.npy", output=d / "reg.zarr")
+    store = compensate_recording(
+        opts, THREADS, recording=d / "rec.npy", output=d / "reg.zarr"
+    ).output
     return d, rec.movie, store
 
 
@@ -117,7 +119,7 @@ def test_bad_inputs_write_nothing(registered, tmp_path):
         SEQ,
         recording=movie[:20],
         output=tmp_path / "noflow.zarr",
-    )
+    ).output
     with pytest.raises(InvalidInputError, match="save_w=True.*--save-w"):
         apply_flow(no_flow, movie[:20], output=out)
     with pytest.raises(InvalidOptionError, match="channels"):

@@ -312,7 +312,7 @@ def store(recording, tmp_path_factory):
     out = tmp_path_factory.mktemp("metrics") / "corrected.zarr"
     path = compensate_recording(
         options, RegistrationConfig(progress=False), recording=recording.movie, output=out
-    )
+    ).output
     return path, options
 
 

@@ -161,7 +161,7 @@ def test_lock_is_exclusive_within_a_process_too(tmp_path):
 
 # ------------------------------------------------------------------------- inputs are never outputs
 def test_store_as_its_own_input_and_output_is_refused(tmp_path, tif):
-    store = compensate_recording(_opts(), CFG, recording=tif, output=tmp_path / "a.zarr")
+    store = compensate_recording(_opts(), CFG, recording=tif, output=tmp_path / "a.zarr").output
     before = _sha(store)
     with pytest.raises(InvalidOptionError, match="would overwrite the input"):
         compensate_recording(_opts(), CFG, recording=store, output=store, overwrite=True)
@@ -212,7 +212,7 @@ def test_nan_in_a_float_recording_is_refused_naming_the_frames(tmp_path, movie):
             CFG,
             recording=path,
             output=tmp_path / "r.zarr",
-        )
+        ).output
     ds = open_result(out)
     assert np.isfinite(ds["corrected"].values).all() and np.isfinite(ds["flow"].values).all()
     assert ds.attrs["metadata"]["nonfinite_frames"] == [5, 17, 18]
@@ -268,7 +268,7 @@ def test_one_chunk_recording_reports_progress(tmp_path, tif):
         recording=tif,
         output=tmp_path / "o.zarr",
         progress_callback=lambda cur, tot: seen.append((cur, tot)),
-    )
+    ).output
     assert seen == [(N, N)]
     assert open_result(out).attrs["frames_per_second"] > 0
 

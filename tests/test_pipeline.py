@@ -72,7 +72,7 @@ def test_modes_give_identical_stores(tmp_path, rec):
             RegistrationConfig(parallelization=mode, n_jobs=2, progress=False),
             recording=rec.movie,
             output=tmp_path / f"{mode}.zarr",
-        )
+        ).output
         results[mode] = _load(out)
     ref = results["sequential"]
     for mode, res in results.items():
@@ -187,7 +187,7 @@ def test_update_reference_chain(tmp_path, rec):
         RegistrationConfig(progress=False),
         recording=rec.movie,
         output=tmp_path / "upd.zarr",
-    )
+    ).output
     res = _load(out)
     flow = res["flow"]
     truth = _rel_truth(rec)

@@ -57,7 +57,7 @@ def _options(**kw) -> OFOptions:
 def _run(recording, output) -> object:
     return compensate_recording(
         _options(), RegistrationConfig(progress=False), recording=recording, output=output
-    )
+    ).output
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_report_without_raw(tmp_path):
         RegistrationConfig(progress=False),
         recording=rec,
         output=tmp_path / "arr.zarr",
-    )
+    ).output
     html = write_report(store, tmp_path / "rep", progress=False, residual=False, frame=3)
     summary = json.loads((html.parent / "summary.json").read_text())
     assert summary["raw"] is None and summary["frame"] == 3

@@ -275,7 +275,7 @@ def _cmd_correct(args) -> int:
         resume=not args.no_resume,
     )
     elapsed = time.perf_counter() - start
-    print(f"wrote {out} in {elapsed:.1f} s")
+    print(f"wrote {out.output} in {elapsed:.1f} s")
     return 0
 
 
@@ -372,7 +372,7 @@ def _cmd_demo(args) -> int:
         f"   {spec.n_frames / elapsed:.1f} frames/s end to end ({elapsed:.1f} s, including the "
         "reference)"
     )
-    print(f"open the result with flowreg_dask.open_result({str(out)!r}) or napari")
+    print(f"open the result with flowreg_dask.open_result({str(out.output)!r}) or napari")
     return 0
 
 

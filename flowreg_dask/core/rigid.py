@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidOptionError
 from ..kernels.cpu.resample import resize
 
 
@@ -46,8 +47,9 @@ def estimate_rigid_shift(
     moving: np.ndarray,
     *,
     target_hw: tuple[int, int] = (256, 256),
-    upsample: int = 1,
+    upsample: int | None = None,
     weight: np.ndarray | None = None,
+    up: int | None = None,
 ) -> tuple[float, float]:
     """Translation (dx, dy) of ``moving``'s content relative to ``reference``.
 
@@ -61,10 +63,16 @@ def estimate_rigid_shift(
     target_hw : tuple of int
         Working-size cap; larger images are downsampled (antialiased) first.
     upsample : int
-        Sub-pixel precision 1/upsample (1 = integer shift at working resolution).
+        Sub-pixel precision 1/upsample (default 1 = integer shift at working resolution).
     weight : ndarray, optional
         Channel weights (C,) or a spatial weight map (its mean per channel is used).
+    up : int, optional
+        pyflowreg's name of ``upsample`` (``estimate_rigid_xcorr_2d(..., up=)``).
     """
+    if up is not None and upsample is not None and up != upsample:
+        raise InvalidOptionError("pass the upsampling once: upsample= or up=")
+    upsample = up if upsample is None else upsample
+    upsample = 1 if upsample is None else upsample
     ref = _to_gray(reference, weight)
     mov = _to_gray(moving, weight)
     h, w = ref.shape

@@ -330,28 +330,89 @@ def _params_for(reference: np.ndarray, options: Any, params: dict) -> FlowParams
     return resolve_params(options, n_channels=n_channels, **params)
 
 
+#: pyflowreg's ``get_displacement`` function defaults (they differ from OFOptions' defaults:
+#: alpha 2 instead of 1.5, levels 50 instead of 100); used when no ``options`` are given.
+FUNCTION_DEFAULTS: dict[str, Any] = {
+    "alpha": (2.0, 2.0),
+    "update_lag": 5,
+    "iterations": 50,
+    "min_level": 0,
+    "levels": 50,
+    "eta": 0.8,
+    "a_smooth": 1.0,
+    "a_data": 0.45,
+    "const_assumption": "gc",
+}
+
+
+def _with_function_defaults(options: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` completed with :data:`FUNCTION_DEFAULTS` when no ``options`` are given (a
+    preset's ``quality_setting`` or ``constancy_assumption`` stands for ``min_level`` /
+    ``const_assumption``)."""
+    if options is not None:
+        return params
+    out = dict(params)
+    stands_for = {"min_level": "quality_setting", "const_assumption": "constancy_assumption"}
+    for name, value in FUNCTION_DEFAULTS.items():
+        if name not in out and stands_for.get(name) not in out:
+            out[name] = value
+    return out
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_UNSET: Any = _Unset()
+
+
 def get_displacement(
-    reference: np.ndarray,
+    fixed: np.ndarray,
     moving: np.ndarray,
+    alpha: Any = _UNSET,
+    update_lag: Any = _UNSET,
+    iterations: Any = _UNSET,
+    min_level: Any = _UNSET,
+    levels: Any = _UNSET,
+    eta: Any = _UNSET,
+    a_smooth: Any = _UNSET,
+    a_data: Any = _UNSET,
+    const_assumption: Any = _UNSET,
+    uv: np.ndarray | None = None,
+    weight: Any = None,
+    level_solver_backend: Any = None,
+    gnc_schedule: Any = None,
+    warping_steps: Any = None,
     *,
     options: Any = None,
     init: np.ndarray | None = None,
     **params: Any,
 ) -> np.ndarray:
-    """Dense displacement that registers ``moving`` onto ``reference``.
+    """Dense displacement that registers ``moving`` onto ``fixed`` (pyflowreg's signature).
 
     Parameters
     ----------
-    reference, moving : ndarray
+    fixed, moving : ndarray
         (H, W) or (H, W, C) images of equal shape, pre-processed (normalised to about [0, 1] and
         smoothed, see :mod:`flowreg_dask.preprocess`). All channels share one flow.
+    alpha, update_lag, iterations, min_level, levels, eta, a_smooth, a_data, const_assumption
+        The model's parameters, in pyflowreg's order. Without ``options`` their defaults are
+        pyflowreg's function defaults (:data:`FUNCTION_DEFAULTS`: alpha (2, 2), levels 50, ...);
+        with ``options`` only the ones given override the options.
+    uv : ndarray, optional
+        (H, W, 2) initial flow (``init=`` is the same).
+    weight : sequence or ndarray, optional
+        Channel weights (C,) or a weight map (H, W, C); default equal weights.
+    level_solver_backend : None
+        Accepted for pyflowreg scripts; the numba solver is always used here.
+    gnc_schedule, warping_steps : optional
+        The graduated non-convexity variant (see :class:`~flowreg_dask.options.OFOptions`).
     options : OFOptions, FlowParams or dict, optional
-        Algorithm options; keyword ``params`` override single fields (``alpha``, ``levels``,
-        ``min_level``, ``quality_setting``, ``eta``, ``iterations``, ``update_lag``, ``a_data``,
-        ``a_smooth``, ``constancy_assumption``, ``weight``, ``gnc_schedule``, ``warping_steps``,
-        ``cc_initialization``, ``cc_hw``, ``cc_up``).
+        Base options (for example a run's options); keyword ``params`` override single fields
+        (``quality_setting``, ``constancy_assumption``, ``cc_initialization``, ...).
     init : ndarray, optional
-        (H, W, 2) initial flow.
+        Same as ``uv``.
 
     Returns
     -------
@@ -372,15 +433,55 @@ def get_displacement(
     >>> get_displacement(ref, ref, quality_setting="fast").shape
     (64, 64, 2)
     """
-    ref = _as_hwc(reference, "reference")
+    if uv is not None and init is not None:
+        raise InvalidOptionError("pass the initial flow once: uv= or init=")
+    if level_solver_backend not in (None, "numba"):
+        raise InvalidOptionError(
+            f"level_solver_backend={level_solver_backend!r}: only the numba solver exists here; "
+            "pass None (use OFOptions.flow_backend='cupy' for the GPU)"
+        )
+    given = {
+        "alpha": alpha,
+        "update_lag": update_lag,
+        "iterations": iterations,
+        "min_level": min_level,
+        "levels": levels,
+        "eta": eta,
+        "a_smooth": a_smooth,
+        "a_data": a_data,
+        "const_assumption": const_assumption,
+        "weight": weight,
+        "gnc_schedule": gnc_schedule,
+        "warping_steps": warping_steps,
+    }
+    params = _with_function_defaults(
+        options, {**{k: v for k, v in given.items() if v is not _UNSET and v is not None}, **params}
+    )
+    ref = _as_hwc(fixed, "fixed")
     mov = _as_hwc(moving, "moving")
     if ref.shape != mov.shape:
         raise InvalidInputError(
-            f"moving: shape {np.shape(moving)} differs from reference shape {np.shape(reference)}; "
+            f"moving: shape {np.shape(moving)} differs from fixed shape {np.shape(fixed)}; "
             "both images must have the same (H, W[, C])"
         )
     est = FlowEstimator(ref, _params_for(ref, options, params))
-    return est.flow(mov, init)
+    return est.flow(mov, uv if init is None else init)
+
+
+def pair_function(backend: str, **backend_params: Any):
+    """A ``get_displacement``-like function ``f(fixed, moving, uv=None, **flow_kwargs)`` solved
+    by ``backend`` (see :func:`make_estimator`); the factory behind
+    ``flowreg_dask.options.backends.get_backend(backend)``."""
+    choice("flow_backend", backend, FlowBackend)  # unknown names fail here, not at first call
+
+    def flow(fixed: np.ndarray, moving: np.ndarray, uv: np.ndarray | None = None, **kw: Any):
+        ref = _as_hwc(fixed, "fixed")
+        params = {**FUNCTION_DEFAULTS, **kw}
+        est = make_estimator(ref, _params_for(ref, None, params), backend, **backend_params)
+        return est.flow(_as_hwc(moving, "moving"), uv)
+
+    flow.__name__ = f"get_displacement_{backend}"
+    return flow
 
 
 def get_displacements(
@@ -418,5 +519,6 @@ def get_displacements(
             f"frames: expected (T, {ref.shape[0]}, {ref.shape[1]}, {ref.shape[2]}) to match the "
             f"reference, got {frames.shape}"
         )
+    params = _with_function_defaults(options, params)
     est = FlowEstimator(ref, _params_for(ref, options, params))
     return est.flows(frames, init)

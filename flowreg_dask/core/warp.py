@@ -129,3 +129,46 @@ def valid_mask(flow: np.ndarray) -> np.ndarray:
         )
     out = out.astype(bool)
     return out if flow.ndim == 4 else out[0]
+
+
+# ---- pyflowreg's names (pyflowreg.core.warping) -----------------------------------------------
+
+
+def _flow_of(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    u, v = np.asarray(u, np.float32), np.asarray(v, np.float32)
+    if u.shape != v.shape or u.ndim != 2:
+        raise InvalidInputError(f"u, v: expected two (H, W) arrays, got {u.shape} and {v.shape}")
+    return np.stack([u, v], axis=-1)
+
+
+def imregister_wrapper(
+    f2_level: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    f1_level: np.ndarray,
+    interpolation_method: str = "cubic",
+) -> np.ndarray:
+    """pyflowreg's warp of one image: ``f2_level`` (H, W[, C]) backward-warped by (u, v), pixels
+    sampled from outside the frame taken from ``f1_level`` (the reference); float32, one channel
+    squeezed to (H, W). Unlike pyflowreg, ``"nearest"`` works."""
+    f2 = np.asarray(f2_level, np.float32)
+    out = warp(
+        f2,
+        _flow_of(u, v),
+        fill=np.asarray(f1_level, np.float32),
+        interpolation=interpolation_method,
+    )
+    return out[..., 0] if out.ndim == 3 and out.shape[2] == 1 else out
+
+
+def backward_valid_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(H, W) bool: True where the sample (x + u, y + v) lies inside the frame."""
+    return valid_mask(_flow_of(u, v))
+
+
+def compute_batch_valid_masks(w: np.ndarray) -> np.ndarray:
+    """(T, H, W) uint8 0/255 valid masks of flows ``w`` (T, H, W, 2), as ``idx.hdf`` holds them."""
+    w = np.asarray(w)
+    if w.ndim != 4:
+        raise InvalidInputError(f"w: expected flows (T, H, W, 2), got {w.shape}")
+    return valid_mask(w).astype(np.uint8) * 255

@@ -8,8 +8,8 @@ progress) that never change the result. Every choice an option can take is a str
 
 from __future__ import annotations
 
-from ._serialize import LEGACY_PYFLOWREG_KEYS, loads_toml
-from ._validate import StrictModel
+from ._serialize import loads_toml
+from ._validate import OptionsValidationError, StrictModel
 from ._vocab import (
     QUALITY_PRESETS,
     ChannelNormalization,
@@ -25,8 +25,22 @@ from ._vocab import (
     QualitySetting,
     choice,
 )
+from .backends import (
+    get_backend,
+    get_backend_executors,
+    is_backend_available,
+    list_backends,
+    register_backend,
+)
 from .config import RegistrationConfig
-from .model import DEFAULT_BUFFER_SIZE, OFOptions, channel_weights, load_preset, options_table
+from .model import (
+    DEFAULT_BUFFER_SIZE,
+    OFOptions,
+    channel_weights,
+    get_mcp_schema,
+    load_preset,
+    options_table,
+)
 
 #: Alias of :data:`QUALITY_PRESETS`.
 presets = QUALITY_PRESETS
@@ -52,7 +66,13 @@ __all__ = [
     "OutputTypename",
     "NamingConvention",
     "Parallelization",
-    "LEGACY_PYFLOWREG_KEYS",
+    "OptionsValidationError",
+    "get_mcp_schema",
     "StrictModel",
     "loads_toml",
+    "register_backend",
+    "get_backend",
+    "list_backends",
+    "is_backend_available",
+    "get_backend_executors",
 ]

@@ -12,58 +12,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidOptionError
-from ._validate import _is_number, _short, _warn
-
-#: pyflowreg option keys that flowreg_dask does not have (dropped with a warning on load).
-LEGACY_PYFLOWREG_KEYS: tuple[str, ...] = (
-    "channel_idx",
-    "save_valid_mask",
-    "min_frames_per_reference",
-    "n_references",
-    "preproc_funct",
-    "get_displacement_impl",
-    "get_displacement_factory",
-)
+from ._validate import _short
 
 _NDARRAY_MARKER = "__ndarray__"
 _NPY_MARKER = "__npy__"
-
-
-def _pop_legacy_keys(data: dict[str, Any]) -> None:
-    """Remove pyflowreg-only keys from ``data`` in place (warn; raise for unsupported settings)."""
-    present = [k for k in LEGACY_PYFLOWREG_KEYS if k in data]
-    if not present:
-        return
-    n_ref = data.get("n_references")
-    if n_ref is not None and not (_is_number(n_ref) and float(n_ref) == 1.0):
-        raise InvalidOptionError(
-            f"n_references={_short(n_ref)} is not supported: flowreg_dask builds a single "
-            "reference (pyflowreg only repeated one reference as well). Fix: remove n_references "
-            "or set it to 1."
-        )
-    for key in ("get_displacement_impl", "get_displacement_factory"):
-        if data.get(key) is not None:
-            raise InvalidOptionError(
-                f"{key}={_short(data[key])} is not supported in OFOptions: custom flow callables "
-                "are not options. Fix: remove it and choose the solver with "
-                "flow_backend/backend_params."
-            )
-    notes = []
-    for key in present:
-        value = data.pop(key)
-        note = f"{key}={_short(value, 40)}"
-        if key == "channel_idx" and value is not None:
-            note += " (pyflowreg ignored it too; all channels are registered)"
-        elif key == "save_valid_mask" and value:
-            note += " (use save_valid_idx=True to save valid masks)"
-        elif key == "preproc_funct" and value is not None:
-            note += " (pyflowreg never applied it)"
-        notes.append(note)
-    _warn(
-        "ignoring pyflowreg-only option(s) not used by flowreg_dask: "
-        + ", ".join(notes)
-        + ". Remove them from the options to silence this warning."
-    )
 
 
 def _inline_array(name: str, arr: np.ndarray) -> dict[str, Any]:
@@ -84,7 +36,7 @@ def _restore_inline(value: Any) -> Any:
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidOptionError(
                 f"malformed array entry {_short(value)}: expected keys dtype, shape and data "
-                f"({exc}). Fix: write it with OFOptions.to_dict()."
+                f"({exc}). Fix: write it with OFOptions.to_json_dict()."
             ) from exc
     return value
 

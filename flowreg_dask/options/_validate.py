@@ -218,8 +218,36 @@ def _format_validation_error(model: str, exc: ValidationError, fields: Mapping[s
     return f"Invalid {model} options:\n" + "\n".join(f"  - {line}" for line in lines)
 
 
+class OptionsValidationError(ValidationError, InvalidOptionError):
+    """Invalid option values: a pydantic ``ValidationError`` (as pyflowreg raises) that is also an
+    :class:`~flowreg_dask.errors.InvalidOptionError` and a ``ValueError``; its message names each
+    field, the value, what is allowed and the fix."""
+
+    def __str__(self) -> str:
+        return getattr(self, "_message", None) or super().__str__()
+
+
+def _as_options_error(model: str, exc: ValidationError, fields: Mapping[str, Any]) -> Exception:
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    details = []
+    for err in exc.errors(include_url=False):
+        text = str(err.get("msg", "")).replace("{", "{{").replace("}", "}}")
+        details.append(
+            InitErrorDetails(
+                type=PydanticCustomError(str(err.get("type", "value_error")), text),
+                loc=tuple(err.get("loc", ())),
+                input=err.get("input"),
+            )
+        )
+    error = OptionsValidationError.from_exception_data(model, details)
+    error._message = _format_validation_error(model, exc, fields)
+    return error
+
+
 class StrictModel(BaseModel):
-    """Base model: extra keys forbidden, validated on assignment, raises InvalidOptionError.
+    """Base model: extra keys forbidden, validated on assignment, raises
+    :class:`OptionsValidationError` (a pydantic ``ValidationError`` and an ``InvalidOptionError``).
 
     A failed assignment leaves the model unchanged (pydantic alone keeps a value that failed a
     model-level check).
@@ -235,9 +263,7 @@ class StrictModel(BaseModel):
             try:
                 super().__init__(**data)
             except ValidationError as exc:
-                raise InvalidOptionError(
-                    _format_validation_error(type(self).__name__, exc, type(self).model_fields)
-                ) from exc
+                raise _as_options_error(type(self).__name__, exc, type(self).model_fields) from exc
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
@@ -252,9 +278,7 @@ class StrictModel(BaseModel):
         except ValidationError as exc:
             self.__dict__.clear()
             self.__dict__.update(snapshot)
-            raise InvalidOptionError(
-                _format_validation_error(type(self).__name__, exc, fields)
-            ) from exc
+            raise _as_options_error(type(self).__name__, exc, fields) from exc
         except Exception:
             self.__dict__.clear()
             self.__dict__.update(snapshot)

@@ -11,6 +11,7 @@ on assignment too, never mutates itself while being read and can be saved at any
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import json
 import os
 from collections.abc import Mapping
@@ -28,7 +29,6 @@ from ._serialize import (
     _format_from_suffix,
     _inline_array,
     _parse_json_text,
-    _pop_legacy_keys,
     _restore_inline,
     loads_toml,
 )
@@ -59,6 +59,7 @@ from ._vocab import (
     QualitySetting,
     choice,
 )
+from .backends import is_custom_backend
 
 _ARRAY_FIELDS: tuple[str, ...] = ("weight", "reference_frames")
 _WEIGHT_SUM_TOL = 1e-12
@@ -93,10 +94,9 @@ class OFOptions(StrictModel):
     Parameters
     ----------
     **data
-        Any field below by name. Unknown names raise
-        :class:`~flowreg_dask.errors.InvalidOptionError`; pyflowreg-only keys
-        (:data:`LEGACY_PYFLOWREG_KEYS`) are dropped with a
-        :class:`~flowreg_dask.errors.FlowRegWarning`.
+        Any field below by name (every field of pyflowreg's ``OFOptions``). Unknown names raise
+        :class:`OptionsValidationError` (a pydantic ``ValidationError`` and an
+        :class:`~flowreg_dask.errors.InvalidOptionError`).
 
     Raises
     ------
@@ -302,9 +302,12 @@ class OFOptions(StrictModel):
         ),
     )
     # ---- compute backend -------------------------------------------------------------------------
-    flow_backend: FlowBackend = Field(
+    flow_backend: FlowBackend | str = Field(
         default=FlowBackend.NUMBA,
-        description="Flow solver backend: 'numba' (CPU; alias 'flowreg') or 'cupy' (CUDA GPU).",
+        description=(
+            "Flow solver backend: 'numba' (CPU; alias 'flowreg'), 'cupy' (CUDA GPU; alias "
+            "'flowreg_cuda') or a name registered with flowreg_dask.register_backend."
+        ),
     )
     backend_params: dict[str, Any] = Field(
         default_factory=dict,
@@ -336,9 +339,12 @@ class OFOptions(StrictModel):
             "'null' (none); case-insensitive."
         ),
     )
-    input_file: Path | str | None = Field(
+    input_file: Any = Field(
         default=None,
-        description="Input recording (path); None when the recording is passed directly.",
+        description=(
+            "Input recording: a path, an in-memory array (T, H, W[, C]), or a video reader; None "
+            "when the recording is passed to the registration function directly."
+        ),
     )
     output_path: Path = Field(default=Path("results"), description="Output folder.")
     output_file_name: str | None = Field(
@@ -353,6 +359,55 @@ class OFOptions(StrictModel):
         ),
     )
     verbose: bool = Field(default=False, description="Print extra diagnostic information.")
+    # ---- pyflowreg fields ------------------------------------------------------------------------
+    channel_idx: list[int] | None = Field(
+        default=None,
+        description=(
+            "0-based channels of the recording to read and register (None = all). pyflowreg "
+            "declared it but never used it."
+        ),
+    )
+    save_valid_mask: bool = Field(
+        default=False,
+        description="pyflowreg's unused flag; True is the same as save_valid_idx=True.",
+    )
+    n_references: int = Field(
+        default=1,
+        description=(
+            "Number of references; only 1 (MATLAB's multi-reference mode is not ported, and "
+            "pyflowreg only repeated one reference). Register parts of the recording separately "
+            "for several references."
+        ),
+    )
+    min_frames_per_reference: int = Field(
+        default=20,
+        description="Only used with n_references > 1 (not available); kept for option files.",
+    )
+    preproc_funct: Any = Field(
+        default=None,
+        exclude=True,
+        description=(
+            "Function applied to every block of raw frames (T, H, W, C) -> (T, H, W, C) before "
+            "registration (the corrected movie is the warped result of it), as in MATLAB. Must "
+            "keep the shape and work frame by frame; not saved with the options."
+        ),
+    )
+    get_displacement_impl: Any = Field(
+        default=None,
+        exclude=True,
+        description=(
+            "A flow function f(reference, moving, **flow_kwargs) -> (H, W, 2) used instead of the "
+            "built-in solver (pyflowreg's hook); not saved with the options."
+        ),
+    )
+    get_displacement_factory: Any = Field(
+        default=None,
+        exclude=True,
+        description=(
+            "A factory called with backend_params that returns such a flow function; not saved "
+            "with the options."
+        ),
+    )
 
     _preset_before_custom: QualitySetting = PrivateAttr(default=QualitySetting.QUALITY)
 
@@ -360,9 +415,49 @@ class OFOptions(StrictModel):
 
     @classmethod
     def _preprocess_input(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """Drop pyflowreg-only keys (warning) before validation."""
-        _pop_legacy_keys(data)
+        """pyflowreg's ``save_valid_mask=True`` means ``save_valid_idx=True``."""
+        if data.get("save_valid_mask") is True and "save_valid_idx" not in data:
+            data["save_valid_idx"] = True
         return data
+
+    @field_validator("channel_idx", mode="before")
+    @classmethod
+    def _v_channel_idx(cls, value: Any) -> list[int] | None:
+        if value is None:
+            return None
+        fix = "pass a list of 0-based channel indices, e.g. channel_idx=[0], or None for all"
+        vals = [value] if _is_number(value) else list(np.atleast_1d(np.asarray(value)).tolist())
+        out = [_as_int("channel_idx", v, low=0, fix=fix) for v in vals]
+        if not out or len(set(out)) != len(out):
+            raise _invalid("channel_idx", value, "distinct channel indices", fix)
+        return out
+
+    @field_validator("n_references", mode="before")
+    @classmethod
+    def _v_n_references(cls, value: Any) -> int:
+        n = _as_int("n_references", value, low=1, fix="use 1")
+        if n != 1:
+            raise _invalid(
+                "n_references",
+                value,
+                "1 (MATLAB's multi-reference mode is not available; pyflowreg repeated one "
+                "reference)",
+                "register the parts of the recording that need another reference separately "
+                "(frames=..., reference_frames=...)",
+            )
+        return n
+
+    @field_validator("min_frames_per_reference", mode="before")
+    @classmethod
+    def _v_min_frames(cls, value: Any) -> int:
+        return _as_int("min_frames_per_reference", value, low=1, fix="pass an integer >= 1")
+
+    @field_validator("preproc_funct", "get_displacement_impl", "get_displacement_factory")
+    @classmethod
+    def _v_callable(cls, value: Any, info: Any) -> Any:
+        if value is not None and not callable(value):
+            raise _invalid(info.field_name, value, "None or a callable", "pass a function")
+        return value
 
     @field_validator("alpha", mode="before")
     @classmethod
@@ -602,6 +697,8 @@ class OFOptions(StrictModel):
     @field_validator("flow_backend", mode="before")
     @classmethod
     def _v_backend(cls, value: Any) -> Any:
+        if is_custom_backend(value):
+            return value.strip().lower()
         return choice("flow_backend", value, FlowBackend)
 
     @field_validator("output_format", mode="before")
@@ -625,8 +722,8 @@ class OFOptions(StrictModel):
     @field_validator("output_typename", mode="before")
     @classmethod
     def _v_typename(cls, value: Any) -> OutputTypename | None:
-        if value is None:
-            return None
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # pyflowreg: anything that is not a type name means "no cast"
         if isinstance(value, (type, np.dtype)):
             try:
                 value = np.dtype(value).name
@@ -641,6 +738,7 @@ class OFOptions(StrictModel):
         "save_w",
         "save_valid_idx",
         "save_meta_info",
+        "save_valid_mask",
         "verbose",
         mode="before",
     )
@@ -661,17 +759,27 @@ class OFOptions(StrictModel):
 
     @field_validator("input_file", mode="before")
     @classmethod
-    def _v_input_file(cls, value: Any) -> Path | str | None:
+    def _v_input_file(cls, value: Any) -> Any:
         if value is None:
             return None
-        if not isinstance(value, (str, os.PathLike)):
-            raise _invalid(
-                "input_file",
-                value,
-                "None or a path (str or pathlib.Path)",
-                "pass a file path; give in-memory arrays to the registration function directly",
-            )
-        return _path_or_url("input_file", value)
+        if isinstance(value, (str, os.PathLike)):
+            return _path_or_url("input_file", value)
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(v, (str, os.PathLike)) for v in value
+        ):
+            return [_path_or_url("input_file", v) for v in value]  # one file per channel
+        if (
+            isinstance(value, np.ndarray)
+            or hasattr(value, "__array__")
+            or hasattr(value, "read_batch")
+        ):
+            return value  # an in-memory recording or a video reader (pyflowreg accepts both)
+        raise _invalid(
+            "input_file",
+            value,
+            "None, a path, a list of per-channel paths, an array or a video reader",
+            "pass a file path or the frames",
+        )
 
     @field_validator("output_path", mode="before")
     @classmethod
@@ -761,20 +869,22 @@ class OFOptions(StrictModel):
         w = channel_weights(self.weight, n)
         return float(w[c]) if w.ndim == 1 else np.array(w[:, :, c])
 
-    def to_flow_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the per-frame flow engine.
+    def to_dict(self) -> dict[str, Any]:
+        """The flow engine's keyword arguments, as pyflowreg's ``OFOptions.to_dict()`` gives them.
 
         Returns
         -------
         dict
-            Keys ``alpha`` (tuple), ``levels``, ``min_level`` (the *effective* finest level),
-            ``eta``, ``iterations``, ``update_lag``, ``a_data`` (float or tuple), ``a_smooth``,
-            ``constancy_assumption``, ``weight`` (list or ndarray copy), ``gnc_schedule``,
-            ``warping_steps``, ``cc_initialization``, ``cc_hw``, ``cc_up``.
+            ``alpha`` (tuple), ``weight`` (list or ndarray copy), ``levels``, ``min_level`` (the
+            *effective* finest level), ``eta``, ``iterations``, ``update_lag``, ``a_data``,
+            ``a_smooth``, ``gnc_schedule``, ``warping_steps``, ``const_assumption``: what
+            :func:`flowreg_dask.get_displacement` takes. The whole model as JSON-ready data is
+            :meth:`to_json_dict`.
         """
         weight = self.weight.copy() if isinstance(self.weight, np.ndarray) else list(self.weight)
         return {
             "alpha": tuple(self.alpha),
+            "weight": weight,
             "levels": self.levels,
             "min_level": self.effective_min_level,
             "eta": self.eta,
@@ -782,14 +892,61 @@ class OFOptions(StrictModel):
             "update_lag": self.update_lag,
             "a_data": self.a_data,
             "a_smooth": self.a_smooth,
-            "constancy_assumption": self.constancy_assumption,
-            "weight": weight,
             "gnc_schedule": self.gnc_schedule,
             "warping_steps": self.warping_steps,
-            "cc_initialization": self.cc_initialization,
-            "cc_hw": self.cc_hw,
-            "cc_up": self.cc_up,
+            "const_assumption": str(self.constancy_assumption),
         }
+
+    # ---- pyflowreg's helpers (they delegate, at call time, to the readers, writers and
+    # ---- pipeline above this layer; importing the options never imports those)
+
+    def get_video_reader(self) -> Any:
+        """A pyflowreg-style video reader of :attr:`input_file` (with ``buffer_size`` and
+        ``bin_size``); the options are not changed (pyflowreg replaced ``input_file`` by it)."""
+        if self.input_file is None:
+            raise InvalidOptionError("input_file: no input set; set input_file first")
+        io = importlib.import_module("flowreg_dask.io")
+        return io.get_video_file_reader(
+            self.input_file, buffer_size=self.buffer_size, bin_size=self.bin_size
+        )
+
+    def output_file(self) -> Path:
+        """The output file pyflowreg would write: ``output_file_name``, else
+        ``output_path/compensated.<FORMAT>`` (``<input stem>_compensated.<FORMAT>`` with
+        ``naming_convention="batch"``)."""
+        if self.output_file_name:
+            name = Path(self.output_file_name)
+            return name if name.is_absolute() else Path(self.output_path) / name
+        stem = "compensated"
+        if self.naming_convention == NamingConvention.BATCH and isinstance(
+            self.input_file, (str, Path)
+        ):
+            stem = f"{Path(self.input_file).stem}_compensated"
+        return Path(self.output_path) / f"{stem}.{self.output_format.value}"
+
+    def get_video_writer(self) -> Any:
+        """A pyflowreg-style video writer of :meth:`output_file` for ``output_format``."""
+        io = importlib.import_module("flowreg_dask.io")
+        return io.get_video_file_writer(str(self.output_file()), self.output_format)
+
+    def get_reference_frame(
+        self, video_reader: Any = None, registration_config: Any = None
+    ) -> np.ndarray:
+        """The raw reference of a run (H, W, C) float32, as pyflowreg's method: an array or
+        image file given as ``reference_frames``, or those frames of the recording
+        pre-registered (method spec §2.2)."""
+        api = importlib.import_module("flowreg_dask.pipeline.api")
+        source = self.input_file if video_reader is None else video_reader
+        return api.reference_frame(self, source, config=registration_config)
+
+    def save_options(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """pyflowreg's name of :meth:`save` (default ``output_path/options.json``)."""
+        return self.save(Path(self.output_path) / "options.json" if path is None else path)
+
+    @classmethod
+    def load_options(cls, path: str | os.PathLike[str]) -> OFOptions:
+        """pyflowreg's name of :meth:`load`."""
+        return cls.load(path)
 
     def resolved_output_dtype(self) -> np.dtype | None:
         """numpy dtype of ``output_typename`` (``None`` = keep the input dtype)."""
@@ -818,8 +975,8 @@ class OFOptions(StrictModel):
 
     # ---- serialisation ---------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of all fields.
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of all fields (what is stored with every output).
 
         Paths become strings, tuples lists, and numpy arrays a marker dict
         ``{"__ndarray__": True, "dtype": ..., "shape": [...], "data": nested lists}`` so that
@@ -834,8 +991,14 @@ class OFOptions(StrictModel):
 
     def _serialise(self, array_hook: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name in type(self).model_fields:
+        for name, info in type(self).model_fields.items():
+            if info.exclude:
+                continue  # functions are not data
             value = getattr(self, name)
+            if name == "input_file" and not isinstance(value, (str, Path, list, type(None))):
+                value = None  # an in-memory recording or a reader is not saved
+            if isinstance(value, list) and name == "input_file":
+                value = [str(v) for v in value]
             if isinstance(value, np.ndarray):
                 out[name] = array_hook(name, value)
             elif isinstance(value, Path):
@@ -846,13 +1009,12 @@ class OFOptions(StrictModel):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OFOptions:
-        """Build options from a dict (e.g. :meth:`to_dict` output or a pyflowreg options file).
+        """Build options from a dict (:meth:`to_json_dict` output or a pyflowreg options file).
 
         Parameters
         ----------
         data : Mapping
-            Field values. Array markers written by :meth:`to_dict` are restored; pyflowreg-only keys
-            are dropped with a :class:`~flowreg_dask.errors.FlowRegWarning`.
+            Field values. Array markers written by :meth:`to_json_dict` are restored.
 
         Returns
         -------
@@ -867,15 +1029,13 @@ class OFOptions(StrictModel):
         if not isinstance(data, Mapping):
             raise InvalidOptionError(
                 f"OFOptions.from_dict got {type(data).__name__}: expected a dict of options. "
-                "Fix: pass a dict such as OFOptions().to_dict()."
+                "Fix: pass a dict such as OFOptions().to_json_dict()."
             )
-        d = {str(k): _restore_inline(v) for k, v in data.items()}
-        _pop_legacy_keys(d)
-        return cls(**d)
+        return cls(**{str(k): _restore_inline(v) for k, v in data.items()})
 
     def to_json(self, indent: int | None = None) -> str:
-        """JSON string with arrays inline (marker dicts with dtype and shape); see to_dict()."""
-        return json.dumps(self.to_dict(), indent=indent)
+        """JSON string with arrays inline (marker dicts with dtype and shape), see to_json_dict."""
+        return json.dumps(self.to_json_dict(), indent=indent)
 
     @classmethod
     def from_json(cls, text: str) -> OFOptions:
@@ -1042,6 +1202,11 @@ def channel_weights(
             "frame size."
         )
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def get_mcp_schema() -> dict[str, Any]:
+    """The JSON schema of :class:`OFOptions` (pyflowreg's ``get_mcp_schema``)."""
+    return OFOptions.model_json_schema()
 
 
 def load_preset(name: str, **overrides: Any) -> OFOptions:

@@ -21,13 +21,21 @@ from ..core.params import FlowParams
 from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, OutputFormat, RegistrationConfig
 from .chunks import output_dtype, recording_for
-from .execute import checked_store, kept_error, register_into, safe_call
+from .execute import checked_store, kept_error, register_into, run_blocks_in_order, safe_call
 from .graph import prepare_run, registration_blocks, split_outputs
-from .progress import note_first_compile
+from .progress import FrameProgress, note_first_compile
 from .reference import build_reference, check_reference_shape, check_reference_source
 from .run import config_for_backend, runner
 
-__all__ = ["register", "compensate_recording", "compensate_arr"]
+__all__ = [
+    "register",
+    "compensate_recording",
+    "compensate_arr",
+    "compensate_pair",
+    "reference_frame",
+    "RunResult",
+    "BatchMotionCorrector",
+]
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -111,13 +119,22 @@ def register(
 
 # ------------------------------------------------------------------------------ file to file
 def _fingerprint(options: OFOptions, rec: xr.DataArray, reference: Any) -> str:
-    opts = options.to_dict()
+    opts = options.to_json_dict()
     for key in ("verbose", "output_path", "output_file_name", "input_file", "save_meta_info"):
         opts.pop(key, None)
     ref_token = None if reference is None else dask.base.tokenize(np.asarray(reference))
+    functions = [
+        dask.base.tokenize(f)
+        for f in (
+            options.preproc_funct,
+            options.get_displacement_impl,
+            options.get_displacement_factory,
+        )
+    ]
     payload = json.dumps(
         {
             "options": opts,
+            "functions": functions,
             "input": rec.data.name,
             "shape": list(rec.shape),
             "dtype": str(rec.dtype),
@@ -130,40 +147,37 @@ def _fingerprint(options: OFOptions, rec: xr.DataArray, reference: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+#: Output formats that write no file: the results reach the caller through the callbacks.
+HEADLESS = (OutputFormat.NULL, OutputFormat.ARRAY)
+
+
 def _output_paths(options: OFOptions, output: Any) -> tuple[Path, Path | None]:
     """(zarr store, export target or None).
 
     The registration always writes the resumable OME-Zarr store; another ``output_format`` is
-    exported from it once it is complete (streamed, under a temporary name until finished).
+    exported from it once it is complete (streamed, under a temporary name until finished). With
+    no ``output``, the names are pyflowreg's: ``output_path/compensated.<FORMAT>`` (e.g.
+    ``compensated.HDF5``) next to the store ``output_path/compensated.zarr``.
     """
     fmt = options.output_format
-    if fmt is OutputFormat.ARRAY:
-        raise InvalidOptionError(
-            "output_format: 'array' returns the result in memory; use compensate_arr() for that, "
-            "or choose a file format"
-        )
     if output is not None:
         target = Path(output)
-    else:
-        if options.output_file_name:
-            name = options.output_file_name
-        elif options.naming_convention == "batch" and options.input_file is not None:
-            name = f"{Path(options.input_file).stem}_compensated"
-        else:
-            name = "compensated"
-        target = Path(options.output_path) / name
-    if fmt in (OutputFormat.ZARR, OutputFormat.NULL):
-        return (target if target.suffix == ".zarr" else target.with_suffix(".zarr")), None
-    from ..store.export import export_suffix
+        if fmt is OutputFormat.ZARR:
+            return (target if target.suffix == ".zarr" else target.with_suffix(".zarr")), None
+        from ..store.export import export_suffix
 
-    suffix = export_suffix(fmt)
-    if not target.suffix and suffix is not None:
-        target = target.with_suffix(suffix)
-    return target.with_suffix(".zarr"), target
+        suffix = export_suffix(fmt)
+        if not target.suffix and suffix is not None:
+            target = target.with_suffix(suffix)
+        return target.with_suffix(".zarr"), target
+    target = options.output_file()
+    store = target.with_suffix(".zarr")
+    return store, None if fmt is OutputFormat.ZARR else target
 
 
 def compensate_recording(
     options: Any = None,
+    reference_frame: Any = None,
     config: RegistrationConfig | None = None,
     *,
     recording: Any = None,
@@ -174,23 +188,27 @@ def compensate_recording(
     progress_callback: Callable[[int, int], None] | None = None,
     w_callback: Callable[[np.ndarray, int, int], None] | None = None,
     registered_callback: Callable[[np.ndarray, int, int], None] | None = None,
-) -> Path:
-    """Register a recording file to a corrected OME-Zarr store, chunk by chunk, resumably.
+) -> RunResult:
+    """Register a recording chunk by chunk into a corrected OME-Zarr store (resumably), and export
+    it to ``options.output_format``; pyflowreg's ``compensate_recording``.
 
     Parameters
     ----------
     options : OFOptions, dict or path
         Algorithm options; ``options.input_file`` is the input unless ``recording`` is given.
+    reference_frame : ndarray, path or frame indices, optional
+        The reference (pyflowreg's second argument); overrides ``options.reference_frames``.
+        ``reference=`` is the same. (A :class:`RegistrationConfig` given here is taken as
+        ``config``, the order of earlier flowreg_dask versions.)
     config : RegistrationConfig, optional
-        Run mode (``sequential``, ``threading``, ``multiprocessing``, ``distributed``), ``n_jobs``,
-        ``scheduler_address``, progress bar. With ``options.flow_backend="cupy"`` threading and
-        multiprocessing fall back to sequential (see :func:`config_for_backend`).
+        Run mode (``sequential``, ``threading``, ``multiprocessing``, ``distributed``),
+        ``n_jobs``, ``scheduler_address``, progress bar. With ``options.flow_backend="cupy"``
+        threading and multiprocessing fall back to sequential (see :func:`config_for_backend`).
     recording : path, array or DataArray, optional
         Input overriding ``options.input_file``.
-    reference : ndarray, path or indices, optional
-        Overrides ``options.reference_frames``.
     output : path, optional
-        Output store (default ``<output_path>/compensated.zarr``).
+        Output store, or export file for another ``output_format`` (default: pyflowreg's names in
+        ``options.output_path``: ``compensated.zarr``, ``compensated.HDF5``, ...).
     overwrite : bool
         Replace an existing complete output (the old one is removed only once the new one is
         complete).
@@ -201,15 +219,14 @@ def compensate_recording(
         ``progress_callback(frames_done, total)`` after each chunk.
     w_callback, registered_callback : callable, optional
         ``cb(array, start, stop)`` with each finished chunk's flows (T, H, W, 2) / corrected frames
-        (T, H, W, C), as in the reference implementation.
+        (T, H, W, C), in chunk order, as in pyflowreg.
 
     Returns
     -------
-    pathlib.Path
-        The complete output store (open it with :func:`flowreg_dask.open_result`), or, when
-        ``options.output_format`` is another format (``hdf5``, ``tiff``, ``mat``, ``caiman_hdf5``,
-        ``suite2p``, ``suite2p_tiff``, ``npy``, ``multifile_*``), the exported file or folder; the
-        OME-Zarr store it was exported from stays next to it (``<name>.zarr``).
+    RunResult
+        The raw reference (H, W, C) float32, as pyflowreg returns it: an ndarray whose ``output``
+        attribute is the written store or export (it is path-like too:
+        ``flowreg_dask.open_result(result)`` opens the store).
 
     Raises
     ------
@@ -226,12 +243,21 @@ def compensate_recording(
 
     Notes
     -----
-    A ``KeyboardInterrupt`` (Ctrl-C) stops the workers and keeps every finished chunk; rerunning
+    ``output_format`` NULL (or ARRAY) writes nothing: each chunk's results go to the callbacks
+    (pyflowreg's headless mode). Other pyflowreg formats also get pyflowreg's side files in the
+    export's folder: ``w.h5`` (``u``, ``v``) with ``save_w``, ``idx.hdf`` with ``save_valid_idx``,
+    ``reference_frame.npy`` and ``statistics.npz`` with ``save_meta_info``. A
+    ``KeyboardInterrupt`` (Ctrl-C) stops the workers and keeps every finished chunk; rerunning
     the same call resumes. The output store is locked (``<store>.lock``) while the run writes it.
     """
     from ..store.lock import store_lock
     from .checks import check_distinct, input_paths
 
+    if isinstance(reference_frame, RegistrationConfig) and config is None:
+        reference_frame, config = None, reference_frame
+    if reference_frame is not None and reference is not None:
+        raise InvalidOptionError("pass the reference once: reference_frame= or reference=")
+    reference = reference_frame if reference is None else reference
     options = _as_options(options)
     config = config_for_backend(config or RegistrationConfig(), options.flow_backend)
     source = recording if recording is not None else options.input_file
@@ -239,8 +265,15 @@ def compensate_recording(
         raise InvalidOptionError(
             "input_file: no input given; set options.input_file or pass recording="
         )
-    out_path, export_target = _output_paths(options, output)
+    source = _reader_source(source)
     rec = recording_for(source, options, config)
+    check_reference_source(
+        options.reference_frames if reference is None else reference, rec.shape[0]
+    )
+    callbacks = (progress_callback, w_callback, registered_callback)
+    if options.output_format in HEADLESS:
+        return _headless(rec, options, config, reference, callbacks)
+    out_path, export_target = _output_paths(options, output)
     export_files: list[Path] = []
     if export_target is not None:
         from ..store.export import check_export
@@ -253,9 +286,6 @@ def compensate_recording(
             overwrite=overwrite,
         )
     check_distinct(input_paths(rec, source), [out_path, *export_files])
-    check_reference_source(
-        options.reference_frames if reference is None else reference, rec.shape[0]
-    )
     note_first_compile(config.progress)
     with store_lock(out_path), runner(config) as run:
         store = checked_store(
@@ -276,22 +306,175 @@ def compensate_recording(
                 config,
                 run,
                 reference,
-                callbacks=(progress_callback, w_callback, registered_callback),
+                callbacks=callbacks,
             )
         except OSError as exc:
             raise kept_error(exc, store) from exc
         store.finalize(extra_attrs={"frames_per_second": progress.frames_per_second})
+        ref = store.load_reference()
         if export_target is None:
-            return store.path
-        from ..store.export import export_result
+            return RunResult.of(ref, store.path)
+        from ..store.export import export_pyflowreg_files, export_result
 
-        return export_result(
+        exported = export_result(
             store.path,
             export_target,
             format=options.output_format,
             overwrite=overwrite,
-            include_flow=options.save_w or options.save_valid_idx,
+            include_flow=False if output is None else (options.save_w or options.save_valid_idx),
         )
+        if output is None:  # pyflowreg's side files next to pyflowreg's output file
+            export_pyflowreg_files(
+                store.path,
+                Path(options.output_path),
+                save_w=options.save_w,
+                save_valid=options.save_valid_idx,
+                save_meta=options.save_meta_info,
+                overwrite=True,
+            )
+        return RunResult.of(ref, exported)
+
+
+class BatchMotionCorrector:
+    """pyflowreg's class behind :func:`compensate_recording`: callbacks registered one by one,
+    then :meth:`run`.
+
+    Parameters
+    ----------
+    options : OFOptions, dict or path
+        As for :func:`compensate_recording`.
+    config : RegistrationConfig, optional
+        Run settings.
+
+    Examples
+    --------
+    >>> bmc = BatchMotionCorrector(options)  # doctest: +SKIP
+    >>> bmc.register_progress_callback(lambda done, total: print(done, total))  # doctest: +SKIP
+    >>> reference = bmc.run()  # doctest: +SKIP
+    """
+
+    def __init__(self, options: Any = None, config: RegistrationConfig | None = None) -> None:
+        self.options = _as_options(options)
+        self.config = config
+        self._progress: list[Callable[[int, int], None]] = []
+        self._w: list[Callable[[np.ndarray, int, int], None]] = []
+        self._registered: list[Callable[[np.ndarray, int, int], None]] = []
+
+    def register_progress_callback(self, callback: Callable[[int, int], None]) -> None:
+        """``callback(frames_done, total)`` after each chunk."""
+        self._progress.append(callback)
+
+    def register_w_callback(self, callback: Callable[[np.ndarray, int, int], None]) -> None:
+        """``callback(flows, start, stop)`` with each chunk's flows (T, H, W, 2), in order."""
+        self._w.append(callback)
+
+    def register_registered_callback(
+        self, callback: Callable[[np.ndarray, int, int], None]
+    ) -> None:
+        """``callback(frames, start, stop)`` with each chunk's corrected frames, in order."""
+        self._registered.append(callback)
+
+    def run(self, reference_frame: Any = None) -> RunResult:
+        """Register ``options.input_file``; returns the reference (see
+        :func:`compensate_recording`)."""
+        return compensate_recording(
+            self.options,
+            reference_frame,
+            self.config,
+            progress_callback=_fan_out(self._progress),
+            w_callback=_fan_out(self._w),
+            registered_callback=_fan_out(self._registered),
+        )
+
+
+def _fan_out(callbacks: list[Callable[..., None]]) -> Callable[..., None] | None:
+    """One callback calling each of ``callbacks`` (each guarded), or None."""
+    if not callbacks:
+        return None
+
+    def call_all(*args: Any) -> None:
+        for cb in callbacks:
+            safe_call(cb, *args)
+
+    return call_all
+
+
+class RunResult(np.ndarray):
+    """The reference (H, W, C) of a run, as pyflowreg's ``compensate_recording`` returns it, with
+    the run's output: ``result.output`` (a :class:`~pathlib.Path`, or None for a headless run)
+    and ``os.fspath(result)`` (so ``open_result(result)`` opens the store)."""
+
+    output: Path | None
+
+    @classmethod
+    def of(cls, reference: np.ndarray, output: Path | None) -> RunResult:
+        out = np.asarray(reference, np.float32).view(cls)
+        out.output = None if output is None else Path(output)
+        return out
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.output = getattr(obj, "output", None)
+
+    def __fspath__(self) -> str:
+        if self.output is None:
+            raise TypeError("this run wrote no file (output_format NULL)")
+        return str(self.output)
+
+    def __reduce__(self):  # pickles as a plain array plus the path
+        return (RunResult.of, (np.asarray(self), self.output))
+
+
+def _reader_source(source: Any) -> Any:
+    """A pyflowreg-style reader given as the input: its frames."""
+    if hasattr(source, "read_batch") and hasattr(source, "lazy_frames"):
+        return source.lazy_frames()
+    return source
+
+
+def _headless(rec, options, config, reference, callbacks) -> RunResult:
+    """output_format NULL/ARRAY: register chunk by chunk, hand each chunk to the callbacks (in
+    order), write nothing."""
+    progress_callback, w_callback, registered_callback = callbacks
+    params = FlowParams.from_options(options)
+    note_first_compile(config.progress)
+    with runner(config) as run:
+        ref_raw = build_reference(rec, options, params, reference, run, show=config.progress)
+        prep = prepare_run(ref_raw, options, params, output_dtype(options, rec))
+        blocks = registration_blocks(rec.data, prep)
+        n = rec.shape[0]
+        progress = FrameProgress(n, show=config.progress, callbacks=None)
+        done = [0]
+
+        def deliver(out: dict) -> None:
+            start, stop = out["start"], out["stop"]
+            progress.advance(stop - start)
+            done[0] += stop - start
+            if registered_callback is not None:
+                safe_call(registered_callback, out["corrected"], start, stop)
+            if w_callback is not None:
+                safe_call(w_callback, out["flow"], start, stop)
+            if progress_callback is not None:
+                safe_call(progress_callback, done[0], n)
+
+        try:
+            run_blocks_in_order(blocks, run, deliver)
+        finally:
+            progress.close()
+    return RunResult.of(ref_raw, None)
+
+
+def reference_frame(options: Any, source: Any = None, *, config: Any = None) -> np.ndarray:
+    """The raw reference (H, W, C) float32 a run of ``options`` uses (pyflowreg's
+    ``OFOptions.get_reference_frame``): ``options.reference_frames`` as an array or image file,
+    or those frames of ``source`` (default ``options.input_file``) pre-registered."""
+    options = _as_options(options)
+    source = options.input_file if source is None else source
+    if source is None:
+        raise InvalidOptionError("input_file: no input given to build the reference from")
+    cfg = config if isinstance(config, RegistrationConfig) else RegistrationConfig(progress=False)
+    rec = recording_for(_reader_source(source), options, cfg)
+    with runner(cfg) as run:
+        return build_reference(rec, options, FlowParams.from_options(options), None, run)
 
 
 # --------------------------------------------------------------------------------- in memory
@@ -299,18 +482,59 @@ def compensate_arr(
     video: np.ndarray,
     reference: np.ndarray | None = None,
     options: Any = None,
-    *,
-    config: RegistrationConfig | None = None,
     progress_callback: Callable[[int, int], None] | None = None,
+    *,
+    flow_backend: str | None = None,
+    backend_params: dict | None = None,
+    get_displacement: Callable[..., Any] | None = None,
+    get_displacement_factory: Callable[..., Any] | None = None,
+    w_callback: Callable[[np.ndarray, int, int], None] | None = None,
+    registered_callback: Callable[[np.ndarray, int, int], None] | None = None,
+    registration_config: RegistrationConfig | None = None,
+    config: RegistrationConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Register an in-memory video; returns ``(registered, flows)``.
+    """Register an in-memory video; returns ``(registered, flows)`` (pyflowreg's signature).
 
-    Shapes: (T, H, W, C) -> (T, H, W, C); (T, H, W) -> (T, H, W); (H, W) -> one frame (H, W).
-    The registered frames have ``options.output_typename``'s dtype (default: the input dtype,
-    integers rounded and clipped); flows are float32 (T, H, W, 2) ((H, W, 2) for one frame).
+    Parameters
+    ----------
+    video : ndarray
+        (T, H, W, C), (T, H, W) or one frame (H, W).
+    reference : ndarray, optional
+        (H, W[, C]) reference; None builds it from ``options.reference_frames``.
+    options : OFOptions, dict or path, optional
+        Options (never changed by the call).
+    progress_callback : callable, optional
+        ``cb(frames_done, total)`` after each chunk, in order.
+    flow_backend, backend_params, get_displacement, get_displacement_factory : optional
+        Override the options' solver (``get_displacement`` = ``get_displacement_impl``).
+    w_callback, registered_callback : callable, optional
+        ``cb(array, start, stop)`` with each chunk's flows / registered frames, in order.
+    registration_config, config : RegistrationConfig, optional
+        Run mode (pyflowreg's and flowreg_dask's names of the same thing).
+
+    Returns
+    -------
+    registered : ndarray
+        Same shape as ``video``, in ``options.output_typename``'s dtype (default: the input
+        dtype, integers rounded and clipped; pyflowreg's default is float64).
+    flows : ndarray
+        (T, H, W, 2) float32 ((H, W, 2) for one frame).
     """
     options = _as_options(options)
-    config = config_for_backend(config, options.flow_backend)
+    updates: dict[str, Any] = {}
+    if flow_backend is not None:
+        updates["flow_backend"] = flow_backend
+    if backend_params is not None:
+        updates["backend_params"] = {**options.backend_params, **backend_params}
+    if get_displacement is not None:
+        updates["get_displacement_impl"] = get_displacement
+    if get_displacement_factory is not None:
+        updates["get_displacement_factory"] = get_displacement_factory
+    if updates:
+        options = options.copy(**updates)
+    if registration_config is not None and config is not None:
+        raise InvalidOptionError("pass the run settings once: registration_config= or config=")
+    config = config_for_backend(config or registration_config, options.flow_backend)
     video = np.asarray(video)
     if video.size == 0:
         raise InvalidInputError("video: is empty")
@@ -330,13 +554,43 @@ def compensate_arr(
     rec = recording_for(rec, options, config)
     if reference is not None:
         reference = check_reference_shape(np.asarray(reference), *arr.shape[1:])
-    ds = register(rec, options, reference=reference, config=config)
-    with runner(config) as run:
-        corrected, flow = run.compute(ds["corrected"].data, ds["flow"].data)
-    if progress_callback is not None:
-        safe_call(progress_callback, arr.shape[0], arr.shape[0])
+    params = FlowParams.from_options(options)
+    n = arr.shape[0]
+    corrected = np.empty(arr.shape, output_dtype(options, rec))
+    flows = np.empty(arr.shape[:3] + (2,), np.float32)
+    done = [0]
+
+    def deliver(out: dict) -> None:
+        start, stop = out["start"], out["stop"]
+        corrected[start:stop] = out["corrected"]
+        flows[start:stop] = out["flow"]
+        done[0] += stop - start
+        view = out["corrected"][..., 0] if squeeze_c else out["corrected"]
+        if registered_callback is not None:
+            safe_call(registered_callback, view, start, stop)
+        if w_callback is not None:
+            safe_call(w_callback, out["flow"], start, stop)
+        if progress_callback is not None:
+            safe_call(progress_callback, done[0], n)
+
+    cfg = config or RegistrationConfig(progress=False)
+    with runner(cfg) as run:
+        ref_raw = build_reference(rec, options, params, reference, run)
+        prep = prepare_run(ref_raw, options, params, output_dtype(options, rec))
+        run_blocks_in_order(registration_blocks(rec.data, prep), run, deliver)
     if squeeze_c:
         corrected = corrected[..., 0]
     if squeeze_t:
-        return corrected[0], flow[0]
-    return corrected, flow
+        return corrected[0], flows[0]
+    return corrected, flows
+
+
+def compensate_pair(frame1: np.ndarray, frame2: np.ndarray, options: Any = None) -> np.ndarray:
+    """Flow (H, W, 2) of ``frame2`` registered onto ``frame1`` with the options' pipeline
+    (pre-processing included), as pyflowreg's ``compensate_pair``."""
+    f1, f2 = np.asarray(frame1), np.asarray(frame2)
+    if f1.shape != f2.shape:
+        raise InvalidInputError(f"frame2: shape {f2.shape} differs from frame1's {f1.shape}")
+    options = _as_options(options).copy(update_initialization_w=False)
+    _, flows = compensate_arr(np.stack([f1, f2]), f1, options)
+    return flows[1]

@@ -211,7 +211,7 @@ def write_warped(
     )
     try:
         with runner(config) as run:
-            run_chunks(writes, todo, run, lambda _i, k: progress.advance(k))
+            run_chunks(writes, todo, run, lambda done: progress.advance(done.n_frames))
     finally:
         progress.close()
     ref = _temporal_mean(store) if reference is None else reference

@@ -18,10 +18,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .._constants import STAT_NAMES
+from ..core.custom import CallableEstimator
 from ..core.params import FlowParams
 from ..core.solver import FlowEstimator, make_estimator
 from ..core.warp import cast_like, interpolation_order
@@ -145,6 +147,8 @@ def span_flows(
     skip: np.ndarray | None = None,
     backend: str = "numba",
     backend_params: dict | None = None,
+    flow_fn: Any = None,
+    flow_kwargs: Mapping | None = None,
 ) -> np.ndarray:
     """Flows of frames ``start .. start + len(proc)`` of the recording.
 
@@ -167,6 +171,9 @@ def span_flows(
     backend, backend_params
         Flow backend of the registration (:func:`flowreg_dask.core.solver.make_estimator`); the
         coarse initial flows are always estimated with numba.
+    flow_fn, flow_kwargs
+        A user's flow function instead of the backend (:class:`~flowreg_dask.core.custom.
+        CallableEstimator`), with the options' flow keyword arguments.
 
     Returns
     -------
@@ -176,7 +183,11 @@ def span_flows(
     n = proc.shape[0]
     stop = start + n
     skip = np.zeros(n, bool) if skip is None else np.asarray(skip, bool)
-    estimator = make_estimator(ref_proc, params, backend, **(backend_params or {}))
+    if flow_fn is not None:
+        estimator = CallableEstimator(ref_proc, flow_fn, flow_kwargs or {})
+        backend = "numba"  # frame by frame
+    else:
+        estimator = make_estimator(ref_proc, params, backend, **(backend_params or {}))
     flows = np.zeros(proc.shape[:3] + (2,), np.float32)
     if not update_init:
         rows = np.flatnonzero(~skip)
@@ -252,6 +263,18 @@ def warp_frames(
     return out, valid.astype(bool)
 
 
+def _preprocessed_raw(fn: Any, raw: np.ndarray) -> np.ndarray:
+    out = np.asarray(fn(raw))
+    if out.shape != raw.shape:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"preproc_funct: {fn!r} turned frames of shape {raw.shape} into {out.shape}; it must "
+            "keep the shape (T, H, W, C) and work frame by frame"
+        )
+    return out
+
+
 def _finite(raw: np.ndarray, first: int, ref_raw: np.ndarray, policy: str) -> np.ndarray:
     """``raw`` with its NaN/Inf handled by ``policy`` (float frames only)."""
     if raw.dtype.kind != "f":
@@ -291,6 +314,9 @@ def register_span(
     backend: str = "numba",
     backend_params: dict | None = None,
     nonfinite: str = "error",
+    flow_fn: Any = None,
+    flow_kwargs: Mapping | None = None,
+    preproc: Any = None,
 ) -> dict[str, np.ndarray]:
     """Register frames ``start .. stop`` of a recording of ``n_frames`` frames.
 
@@ -315,6 +341,11 @@ def register_span(
     nonfinite : {"error", "reference"}
         NaN/Inf in float frames: raise :class:`~flowreg_dask.errors.InvalidInputError` naming
         the frames, or replace those pixels by the raw reference's.
+    flow_fn, flow_kwargs
+        A user's flow function (see :func:`span_flows`).
+    preproc : callable, optional
+        Applied to the raw frames (T', H, W, C) first; the corrected frames are warped from its
+        result (``OFOptions.preproc_funct``).
 
     Returns
     -------
@@ -330,6 +361,8 @@ def register_span(
         raise ValueError(
             f"register_span: frames {first}..{last - 1} given, {need_lo}..{need_hi - 1} needed"
         )
+    if preproc is not None:
+        raw = _preprocessed_raw(preproc, raw)
     raw = _finite(raw, first, ref_raw, nonfinite)
     pre = functools.partial(preprocess_block, vmin=vmin, vmax=vmax, sigma=sigma)
     # the temporal filter is exact for every frame that has depth_t true neighbours in what it
@@ -362,6 +395,8 @@ def register_span(
         skip=degenerate_frames(core),
         backend=backend,
         backend_params=backend_params,
+        flow_fn=flow_fn,
+        flow_kwargs=flow_kwargs,
     )
     corrected, valid = warp_frames(core, flows, ref_raw, interpolation, out_dtype)
     out = {"corrected": corrected, "flow": flows, "valid": valid}

@@ -13,7 +13,7 @@ import xarray as xr
 from dask.array.overlap import ensure_minimum_chunksize
 
 from .._constants import DIMS
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidOptionError
 from ..options import OFOptions, RegistrationConfig
 from ..preprocess.filters import temporal_depth
 from .blocks import init_halo
@@ -76,6 +76,15 @@ def recording_for(
         rec = open_recording(source, buffer_size=options.buffer_size, bin_size=options.bin_size)
     if rec.shape[0] == 0:
         raise InvalidInputError("recording: has zero frames; nothing to register")
+    if options.channel_idx is not None:
+        n_c = rec.shape[-1]
+        bad = [c for c in options.channel_idx if c >= n_c]
+        if bad:
+            raise InvalidOptionError(
+                f"channel_idx={options.channel_idx}: the recording has {n_c} channel(s) "
+                f"(0..{n_c - 1}); channels {bad} do not exist"
+            )
+        rec = rec.isel(c=list(options.channel_idx))
     size = chunk_frames(
         rec.shape, rec.dtype, output_dtype(options, rec), options.buffer_size, budget
     )

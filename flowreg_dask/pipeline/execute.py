@@ -17,13 +17,14 @@ from .._version import __version__
 from ..errors import warn_user
 from ..store.writer import CorrectedStore, StoreSpec
 from .chunks import halo_depth, output_dtype
-from .graph import Prepared, chunk_writes, prepare_run, written_chunks
+from .graph import ChunkWritten, Prepared, chunk_writes, prepare_run, written_chunks
 from .progress import FrameProgress
 from .reference import build_reference
 from .run import Runner
 
 __all__ = [
     "run_chunks",
+    "run_blocks_in_order",
     "checked_store",
     "register_into",
     "kept_error",
@@ -32,10 +33,10 @@ __all__ = [
 
 
 class ChunkCounter(dask.callbacks.Callback):
-    """Calls ``on_chunk(index, n_frames)`` for every chunk a write task reports (local
-    schedulers; task results come back to this process)."""
+    """Calls ``on_chunk(record)`` for every chunk a write task reports (local schedulers; task
+    results come back to this process)."""
 
-    def __init__(self, on_chunk: Callable[[int, int], None]) -> None:
+    def __init__(self, on_chunk: Callable[[ChunkWritten], None]) -> None:
         super().__init__()
         self._on_chunk = on_chunk
         self._lock = threading.Lock()
@@ -47,7 +48,7 @@ class ChunkCounter(dask.callbacks.Callback):
                 if done.index in self._seen:
                     continue
                 self._seen.add(done.index)
-            self._on_chunk(done.index, done.n_frames)
+            self._on_chunk(done)
 
 
 def checked_store(
@@ -79,7 +80,7 @@ def checked_store(
             save_valid=options.save_valid_idx,
             fingerprint=fingerprint,
             metadata={
-                "options": options.to_dict(),
+                "options": options.to_json_dict(),
                 "software": f"flowreg_dask {__version__}",
                 "input": str(rec.attrs.get("source", "<array>")),
                 "nonfinite_frames": bad.tolist(),
@@ -125,21 +126,27 @@ def register_into(
         callbacks=[progress_callback] if progress_callback else None,
     )
 
-    def on_chunk(index: int, n: int) -> None:
-        progress.advance(n)
-        if w_callback is not None or registered_callback is not None:
-            corrected, flow = store.read_chunk(index)
-            start, stop = bounds[index]
-            if registered_callback is not None:
-                safe_call(registered_callback, corrected, start, stop)
-            if w_callback is not None and flow is not None:
-                safe_call(w_callback, flow, start, stop)
+    ordered = w_callback is not None or registered_callback is not None
+    return_flow = w_callback is not None and not options.save_w
+
+    def on_chunk(done: ChunkWritten) -> None:
+        progress.advance(done.n_frames)
+        if not ordered:
+            return
+        corrected, flow = store.read_chunk(done.index)
+        flow = done.flow if done.flow is not None else flow
+        start, stop = bounds[done.index]
+        if registered_callback is not None:
+            safe_call(registered_callback, corrected, start, stop)
+        if w_callback is not None and flow is not None:
+            safe_call(w_callback, flow, start, stop)
 
     try:
         if options.update_reference:
             run_update_reference(rec, prep, store, todo, bounds, run, on_chunk)
         elif todo:
-            run_chunks(chunk_writes(rec.data, prep, store), todo, run, on_chunk)
+            writes = chunk_writes(rec.data, prep, store, return_flow=return_flow)
+            run_chunks(writes, todo, run, on_chunk, ordered=ordered)
     finally:
         progress.close()
     return progress
@@ -169,21 +176,62 @@ def safe_call(cb, *args) -> None:
         warnings.warn(f"callback {cb!r} raised {exc!r}", FlowRegWarning, stacklevel=2)
 
 
-def run_chunks(writes: da.Array, todo: list[int], run: Runner, on_chunk) -> None:
-    """Compute the write tasks of the chunks in ``todo``, reporting each finished chunk.
+def run_chunks(
+    writes: da.Array,
+    todo: list[int],
+    run: Runner,
+    on_chunk: Callable[[ChunkWritten], None],
+    *,
+    ordered: bool = False,
+) -> None:
+    """Compute the write tasks of the chunks in ``todo``, reporting each finished chunk's
+    :class:`~flowreg_dask.pipeline.graph.ChunkWritten` to ``on_chunk``.
 
-    Each chunk is its own collection, so no graph optimisation fuses chunks into one task.
+    Each chunk is its own collection, so no graph optimisation fuses chunks into one task. With
+    ``ordered``, chunks are reported in chunk order (for callbacks that expect it): locally they
+    run a window of two per worker at a time, on a cluster they are collected in order.
     """
     parts = [writes.blocks[i] for i in todo]
     if run.mode == "distributed":
         from distributed import as_completed
 
-        for fut in as_completed(run.client.compute(parts)):
+        futures = run.client.compute(parts)
+        for fut in futures if ordered else as_completed(futures):
             for done in written_chunks(fut.result()):
-                on_chunk(done.index, done.n_frames)
+                on_chunk(done)
         return
-    with ChunkCounter(on_chunk):
-        dask.compute(*parts, **run.compute_kwargs())
+    if not ordered:
+        with ChunkCounter(on_chunk):
+            dask.compute(*parts, **run.compute_kwargs())
+        return
+    window = max(1, 2 * run.n_workers)
+    for lo in range(0, len(parts), window):
+        for result in dask.compute(*parts[lo : lo + window], **run.compute_kwargs()):
+            for done in written_chunks(result):
+                on_chunk(done)
+
+
+def run_blocks_in_order(blocks: da.Array, run: Runner, deliver: Callable[[dict], None]) -> None:
+    """Compute :func:`~flowreg_dask.pipeline.graph.registration_blocks` chunk by chunk and hand
+    each chunk's outputs (a dict with ``start`` and ``stop``) to ``deliver``, in chunk order.
+
+    Chunks run a window at a time (two per worker), so at most a window of chunks is held in
+    memory besides what ``deliver`` keeps; on a distributed client all chunks are submitted and
+    collected in order.
+    """
+    parts = list(blocks.to_delayed().ravel())
+    if run.mode == "distributed":
+        futures = run.client.compute(parts)
+        try:
+            for fut in futures:
+                deliver(fut.result())
+        finally:
+            run.client.cancel(futures)
+        return
+    window = max(1, 2 * run.n_workers)
+    for lo in range(0, len(parts), window):
+        for out in dask.compute(*parts[lo : lo + window], **run.compute_kwargs()):
+            deliver(out)
 
 
 def run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chunk) -> None:
@@ -234,4 +282,4 @@ def run_update_reference(rec, prep: Prepared, store, todo, bounds, run, on_chunk
             valid=out["valid"],
             stats={k: out[k] for k in STAT_NAMES},
         )
-        on_chunk(i, stop - start)
+        on_chunk(ChunkWritten(i, stop - start, out["flow"]))

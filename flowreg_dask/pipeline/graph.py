@@ -34,6 +34,7 @@ class ChunkWritten:
 
     index: int
     n_frames: int
+    flow: np.ndarray | None = None  # the chunk's flows (T, H, W, 2), when asked for
 
 
 def written_chunks(result: Any) -> list[ChunkWritten]:
@@ -59,6 +60,9 @@ class Prepared:
     backend: str = "numba"  # flow backend (OFOptions.flow_backend): "numba", "cupy" or "numpy"
     backend_params: dict = dataclasses.field(default_factory=dict)  # OFOptions.backend_params
     nonfinite: str = "error"  # OFOptions.nonfinite: "error" or "reference"
+    flow_fn: Any = None  # a user's flow function (OFOptions.get_displacement_impl / _factory)
+    flow_kwargs: dict = dataclasses.field(default_factory=dict)  # what flow_fn gets
+    preproc: Any = None  # OFOptions.preproc_funct: applied to raw frames first
 
 
 def prepare(
@@ -73,6 +77,9 @@ def prepare(
     backend: str = "numba",
     backend_params: dict | None = None,
     nonfinite: str = "error",
+    flow_fn: Any = None,
+    flow_kwargs: dict | None = None,
+    preproc: Any = None,
 ) -> Prepared:
     """Pre-process the reference (normalised by its own range, spatially smoothed)."""
     vmin, vmax = intensity_range(ref_raw, mode=channel_normalization)
@@ -90,6 +97,9 @@ def prepare(
         backend=str(backend),
         backend_params=dict(backend_params or {}),
         nonfinite=str(nonfinite),
+        flow_fn=flow_fn,
+        flow_kwargs=dict(flow_kwargs or {}),
+        preproc=preproc,
     )
 
 
@@ -106,7 +116,25 @@ def prepare_run(ref_raw: np.ndarray, options, params: FlowParams, out_dtype) -> 
         backend=options.flow_backend,
         backend_params=options.backend_params,
         nonfinite=options.nonfinite,
+        flow_fn=flow_function(options),
+        flow_kwargs=options.to_dict(),
+        preproc=options.preproc_funct,
     )
+
+
+def flow_function(options) -> Any:
+    """The user's flow function of ``options`` (``get_displacement_impl``, else
+    ``get_displacement_factory(**backend_params)``, else a registered backend's factory called
+    with ``backend_params``), or None for the built-in solvers."""
+    from ..options.backends import get_backend, is_custom_backend
+
+    if options.get_displacement_impl is not None:
+        return options.get_displacement_impl
+    if options.get_displacement_factory is not None:
+        return options.get_displacement_factory(**options.backend_params)
+    if is_custom_backend(options.flow_backend):
+        return get_backend(options.flow_backend)(**options.backend_params)
+    return None
 
 
 def preprocessed(data: da.Array, prep: Prepared) -> da.Array:
@@ -159,6 +187,9 @@ def register_chunk(
         backend=prep.backend,
         backend_params=prep.backend_params,
         nonfinite=prep.nonfinite,
+        flow_fn=prep.flow_fn,
+        flow_kwargs=prep.flow_kwargs,
+        preproc=prep.preproc,
     )
 
 
@@ -170,6 +201,7 @@ def _overlap_task(
     before: int,
     prep: Prepared,
     store=None,
+    return_flow: bool = False,
 ) -> Any:
     """Register time chunk ``block_id[0]`` from its map_overlap block (chunk plus halos)."""
     i = block_id[0]
@@ -179,6 +211,7 @@ def _overlap_task(
         block, prep=prep, first=first, start=start, stop=stop, n_frames=bounds[-1][1]
     )
     if store is None:
+        out["start"], out["stop"] = start, stop
         return out
     store.write_chunk(
         i,
@@ -188,11 +221,13 @@ def _overlap_task(
         stats={k: out[k] for k in STAT_NAMES},
     )
     done = np.empty((1, 1, 1, 1), object)
-    done[0, 0, 0, 0] = ChunkWritten(i, stop - start)
+    done[0, 0, 0, 0] = ChunkWritten(i, stop - start, out["flow"] if return_flow else None)
     return done
 
 
-def _map_chunks(data: da.Array, prep: Prepared, *, store, chunks, meta) -> da.Array:
+def _map_chunks(
+    data: da.Array, prep: Prepared, *, store, chunks, meta, return_flow: bool = False
+) -> da.Array:
     before, after = halo_depth(
         sigma=prep.sigma, n_channels=data.shape[-1], update_init=prep.update_init
     )
@@ -218,6 +253,7 @@ def _map_chunks(data: da.Array, prep: Prepared, *, store, chunks, meta) -> da.Ar
         before=before,
         prep=prep,
         store=store,
+        return_flow=return_flow,
     )
 
 
@@ -238,12 +274,13 @@ def registration_blocks(data: da.Array, prep: Prepared) -> da.Array:
     )
 
 
-def chunk_writes(data: da.Array, prep: Prepared, store) -> da.Array:
+def chunk_writes(data: da.Array, prep: Prepared, store, *, return_flow: bool = False) -> da.Array:
     """One task per time chunk that registers it and writes it to ``store`` (a
     :class:`~flowreg_dask.store.writer.CorrectedStore`); each returns a one-element
     (1, 1, 1, 1) object array holding a :class:`ChunkWritten`.
 
-    Registration and writing share a task, so only that record leaves the worker.
+    Registration and writing share a task, so only that record leaves the worker (with the
+    chunk's flows when ``return_flow``, for a flow callback of a run that does not save them).
     """
     return _map_chunks(
         data,
@@ -251,6 +288,7 @@ def chunk_writes(data: da.Array, prep: Prepared, store) -> da.Array:
         store=store,
         chunks=((1,) * len(data.chunks[0]), (1,), (1,), (1,)),
         meta=np.empty((0, 0, 0, 0), dtype=object),
+        return_flow=return_flow,
     )
 
 

@@ -241,8 +241,22 @@ def config_for_backend(
     first GPU); for several GPUs make a ``Client`` of a ``dask_cuda.LocalCUDACluster`` first.
     In the local modes CuPy and a CUDA device are checked here, so a missing GPU is reported
     before any work starts (:class:`~flowreg_dask.errors.BackendUnavailableError`).
-    Other backends: ``config`` unchanged.
+    A registered backend that does not support the run mode (``register_backend(...,
+    supported_executors=)``) runs ``sequential``, with a warning. Other backends: ``config``
+    unchanged.
     """
+    from ..options.backends import is_custom_backend, supports_mode
+
+    if is_custom_backend(backend):
+        cfg = config if config is not None else RegistrationConfig()
+        mode = cfg.resolved_parallelization()
+        if supports_mode(backend, mode):
+            return config
+        warn_user(
+            f"flow_backend={backend!r} was registered without the run mode {str(mode)!r}; "
+            "running 'sequential' instead"
+        )
+        return cfg.model_copy(update={"parallelization": "sequential"})
     if backend != "cupy":
         return config
     cfg = config if config is not None else RegistrationConfig()

@@ -272,8 +272,8 @@ class SessionConfig(StrictModel):
                 "relative to root). Fix: point flow_options to a .json/.toml written by "
                 "OFOptions.save() or pyflowreg, or give the overrides as a table."
             )
-        loaded = OFOptions.load(path).to_dict()
-        defaults = OFOptions().to_dict()
+        loaded = OFOptions.load(path).to_json_dict()
+        defaults = OFOptions().to_json_dict()
         return {k: v for k, v in loaded.items() if v != defaults.get(k)}
 
     # ---- files ---------------------------------------------------------------------------------

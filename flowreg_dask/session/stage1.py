@@ -116,7 +116,7 @@ def _store_current(rec: Recording, options: OFOptions) -> dict[str, Any] | None:
         return None
     if st["status"] != "complete":
         return None
-    if (st.get("metadata") or {}).get("options") != _json_norm(options.to_dict()):
+    if (st.get("metadata") or {}).get("options") != _json_norm(options.to_json_dict()):
         log.info("stage 1: %s: the options changed since its store was written", rec.name)
         return None
     n = open_recording(rec.path, bin_size=options.bin_size).shape[0]

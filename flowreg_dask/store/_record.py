@@ -106,7 +106,7 @@ def _to_json(obj: Any, what: str) -> Any:
     except (TypeError, ValueError) as exc:
         raise InvalidOptionError(
             f"{what} must be JSON-serialisable (dicts, lists, str, numbers, bool, None); got "
-            f"an object that is not: {exc}. Convert it first (e.g. options.to_dict())."
+            f"an object that is not: {exc}. Convert it first (e.g. options.to_json_dict())."
         ) from exc
 
 

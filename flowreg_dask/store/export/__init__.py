@@ -35,8 +35,16 @@ from ._registry import _resolve_format, export_formats, writer_class
 from ._source import _load_source, _read_chunk
 from ._staging import _check_destination, _make_folders, _plan, _Staging
 from ._writer import _write_chunk
+from .pyflowreg import PYFLOWREG_FILES, export_pyflowreg_files
 
-__all__ = ["export_result", "export_formats", "check_export", "export_suffix"]
+__all__ = [
+    "export_result",
+    "export_formats",
+    "check_export",
+    "export_suffix",
+    "export_pyflowreg_files",
+    "PYFLOWREG_FILES",
+]
 
 _PathLike = str | os.PathLike[str]
 
