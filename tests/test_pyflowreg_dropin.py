@@ -130,7 +130,9 @@ def test_get_reference_frame(video) -> None:
     assert ref.shape == (H, W, 2) and ref.dtype == np.float32
     assert np.allclose(o.get_reference_frame(), ref)
     given = _options(reference_frames=video.reference)
-    assert np.array_equal(given.get_reference_frame(video.movie), video.reference.astype(np.float32))
+    assert np.array_equal(
+        given.get_reference_frame(video.movie), video.reference.astype(np.float32)
+    )
 
 
 # ---- compensate_arr ---------------------------------------------------------------------------
