@@ -115,7 +115,7 @@ class VideoReader:
     # -- state -----------------------------------------------------------------------------
     def _ensure_ready(self) -> None:
         if self._closed:
-            msg = f"{self!r} is closed; create a new reader to read the recording again"
+            msg = f"{self._where()} was used after close(); create a new reader to read again"
             raise ClosedError(msg)
         if self._initialized:
             return
@@ -130,6 +130,9 @@ class VideoReader:
             raise NotImplementedError(msg)
         self.dtype = np.dtype(self.dtype)
         self._initialized = True
+
+    def _where(self) -> str:
+        return type(self).__name__
 
     def _frame_shape(self) -> tuple[int, int, int]:
         return (int(self.height), int(self.width), int(self.n_channels))  # type: ignore[arg-type]
@@ -392,6 +395,10 @@ class RecordingReader(VideoReader):
                 return frames.read(start, stop)
             return frames.read_indices(np.arange(start, stop, step))
         return frames.read_indices(np.asarray(frame_indices, dtype=np.int64))
+
+    def _where(self) -> str:
+        src = self.file_path or self._metadata.get("source") or "<array>"
+        return f"{type(self).__name__}({src!r})"
 
     def get_metadata(self) -> dict[str, Any]:
         """What the file says about the recording (no pixels read).

@@ -147,8 +147,8 @@ class VideoWriter:
             The writer was closed, or failed in an earlier call.
         """
         if self._closed:
-            why = f" after an error ({self._failed!r})" if self._failed is not None else ""
-            msg = f"{self!r} is closed{why}; create a new writer"
+            why = f" (it failed: {self._failed!r})" if self._failed is not None else ""
+            msg = f"{self._where()} was used after close(){why}; create a new writer"
             raise ClosedError(msg)
         arr = self._as_thwc(np.asarray(frames))
         if not self.initialized:
@@ -157,8 +157,9 @@ class VideoWriter:
             if 0 in arr.shape[1:]:
                 raise InvalidInputError(f"{self._where()} got empty frames of shape {arr.shape}")
             self.height, self.width, self.n_channels = (int(s) for s in arr.shape[1:])
-            self.dtype = arr.dtype
-            self.bit_depth = arr.dtype.itemsize * 8
+            self.dtype = arr.dtype.newbyteorder("=")  # native byte order
+            self.bit_depth = self.dtype.itemsize * 8
+            arr = arr.astype(self.dtype, copy=False)
             self._guarded(self._open)
             self.initialized = True
         else:
