@@ -256,6 +256,9 @@ def test_round_trip_single_file_formats(tmp_path, fmt, name, reader_kwargs, dtyp
     reader = get_video_file_reader(str(tmp_path / name), buffer_size=4, **reader_kwargs)
     assert reader.shape == a.shape and reader.dtype == a.dtype
     np.testing.assert_array_equal(reader[:], a)
+    batch = reader.read_batch()
+    batch += 1  # batches belong to the caller (never read-only views of a mapped file)
+    np.testing.assert_array_equal(reader[:4], a[:4])
     binned_reader = get_video_file_reader(
         str(tmp_path / name), bin_size=3, buffer_size=2, **reader_kwargs
     )

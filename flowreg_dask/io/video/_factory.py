@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from ...errors import NotSupportedError, RecordingNotFoundError, UnsupportedFormatError
-from ...options import OutputFormat, choice
 from .._registry import guess_reader, list_readers
 from ..memory import is_array_source
 from ._hdf5 import HDF5FileWriter
@@ -183,6 +182,8 @@ def get_video_file_writer(
     NotSupportedError
         ``BEGONIA`` (not implemented, as in pyflowreg).
     """
+    from ...options import OutputFormat, choice  # imported when used: pydantic is slow
+
     try:
         fmt = choice("output_format", output_format, OutputFormat)
     except ValueError as exc:

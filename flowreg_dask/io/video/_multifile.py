@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from ...errors import InvalidOptionError
-from ...options import OutputFormat, choice
 from ._hdf5 import HDF5FileWriter
 from ._mat import MATFileWriter
 from ._tiff import TIFFFileWriter
@@ -19,10 +18,10 @@ __all__ = ["MULTIFILEFileWriter", "DEFAULT_STEM"]
 
 #: Stem of the files when the output names a folder (as in pyflowreg).
 DEFAULT_STEM = "compensated"
-_WRITERS: dict[OutputFormat, type[FileVideoWriter]] = {
-    OutputFormat.TIFF: TIFFFileWriter,
-    OutputFormat.HDF5: HDF5FileWriter,
-    OutputFormat.MAT: MATFileWriter,
+_WRITERS: dict[str, type[FileVideoWriter]] = {
+    "TIFF": TIFFFileWriter,
+    "HDF5": HDF5FileWriter,
+    "MAT": MATFileWriter,
 }
 
 
@@ -56,9 +55,11 @@ class MULTIFILEFileWriter(VideoWriter):
     def __init__(
         self, filename: str | os.PathLike[str], file_type: str = "TIFF", **writer_kwargs: Any
     ) -> None:
+        from ...options import OutputFormat, choice  # imported when used: pydantic is slow
+
         super().__init__()
         try:
-            fmt = choice("file_type", file_type, OutputFormat)
+            fmt: str | None = choice("file_type", file_type, OutputFormat).value
         except ValueError:
             fmt = None
         if fmt not in _WRITERS:
@@ -72,8 +73,8 @@ class MULTIFILEFileWriter(VideoWriter):
             self.folder, self.stem = path, DEFAULT_STEM
         else:
             self.folder, self.stem = path.parent, path.stem
-        self.file_type = fmt.value  # type: ignore[union-attr]
-        self._cls = _WRITERS[fmt]  # type: ignore[index]
+        self.file_type = fmt
+        self._cls = _WRITERS[fmt]
         self.writer_kwargs = dict(writer_kwargs)
         self.file_paths: list[str] = []
         # built now so that wrong options fail here, not at the first frames

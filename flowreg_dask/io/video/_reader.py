@@ -18,6 +18,7 @@ Indices address **binned** frames: with ``bin_size = b`` frame ``i`` is the mean
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -324,6 +325,19 @@ class _DaskFrames:
         return np.asarray(self.data[np.asarray(indices, dtype=np.int64)].compute())
 
 
+def _owned(arr: np.ndarray) -> np.ndarray:
+    """``arr``, or a copy if it is read-only or a view of a memory-mapped file: batches belong
+    to the caller, who may change them in place."""
+    if not arr.flags.writeable:
+        return np.array(arr)
+    base: Any = arr
+    while isinstance(base, np.ndarray):
+        if isinstance(base, np.memmap):
+            return np.array(arr)
+        base = base.base
+    return np.array(arr) if isinstance(base, mmap.mmap) else arr
+
+
 def _stem(path: Any) -> str:
     return Path(os.fspath(path)).stem
 
@@ -392,9 +406,12 @@ class RecordingReader(VideoReader):
         if isinstance(frame_indices, slice):
             start, stop, step = frame_indices.indices(frames.shape[0])
             if step == 1:
-                return frames.read(start, stop)
-            return frames.read_indices(np.arange(start, stop, step))
-        return frames.read_indices(np.asarray(frame_indices, dtype=np.int64))
+                out = frames.read(start, stop)
+            else:
+                out = frames.read_indices(np.arange(start, stop, step))
+        else:
+            out = frames.read_indices(np.asarray(frame_indices, dtype=np.int64))
+        return _owned(out)
 
     def _where(self) -> str:
         src = self.file_path or self._metadata.get("source") or "<array>"
