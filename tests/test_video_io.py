@@ -723,3 +723,20 @@ def test_writers_accept_big_endian_frames(tmp_path, fmt, name):
     reader = get_video_file_reader(str(tmp_path / name))
     np.testing.assert_array_equal(reader[:], a)
     reader.close()
+
+
+def test_close_releases_the_file_handles(tmp_path):
+    from flowreg_dask.io import _lazy
+
+    def cached(path):
+        caches = [getattr(_lazy._local, "cache", {}), _lazy._shared["cache"]]
+        return [k for cache in caches for k in cache if str(path) in k]
+
+    a = movie()
+    for name, fmt, codec in (("h.h5", "HDF5", "gzip"), ("t.tif", "TIFF", "zlib")):
+        write(get_video_file_writer(tmp_path / name, fmt, compression=codec), a)
+        reader = get_video_file_reader(str(tmp_path / name))
+        reader[3]
+        assert cached(tmp_path / name)
+        reader.close()
+        assert not cached(tmp_path / name)
