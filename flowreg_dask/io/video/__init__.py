@@ -32,20 +32,18 @@ used as a context manager discards its output when the block raises.
 """
 
 from ._factory import get_video_file_reader, get_video_file_writer
-from ._hdf5 import HDF5FileWriter
-from ._mat import MATFileWriter
-from ._multifile import MULTIFILEFileWriter
-from ._npy import NPYFileWriter
-from ._reader import (
-    ArrayReader,
+from ._files import (
     HDF5FileReader,
     MATFileReader,
     MULTICHANNELFileReader,
     RecordingReader,
-    SUBSETFileReader,
     TIFFFileReader,
-    VideoReader,
 )
+from ._hdf5 import HDF5FileWriter
+from ._mat import MATFileWriter
+from ._multifile import MULTIFILEFileWriter
+from ._npy import NPYFileWriter
+from ._reader import ArrayReader, SUBSETFileReader, VideoReader
 from ._tiff import TIFFFileWriter
 from ._writer import ArrayWriter, FileVideoWriter, NullVideoWriter, VideoWriter
 

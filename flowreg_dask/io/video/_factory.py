@@ -11,20 +11,19 @@ import numpy as np
 from ...errors import NotSupportedError, RecordingNotFoundError, UnsupportedFormatError
 from .._registry import guess_reader, list_readers
 from ..memory import is_array_source
-from ._hdf5 import HDF5FileWriter
-from ._mat import MATFileWriter
-from ._multifile import MULTIFILEFileWriter
-from ._npy import NPYFileWriter
-from ._reader import (
-    ArrayReader,
+from ._files import (
     HDF5FileReader,
     MATFileReader,
     MULTICHANNELFileReader,
     RecordingReader,
     TIFFFileReader,
-    VideoReader,
     pyflowreg_open_kwargs,
 )
+from ._hdf5 import HDF5FileWriter
+from ._mat import MATFileWriter
+from ._multifile import MULTIFILEFileWriter
+from ._npy import NPYFileWriter
+from ._reader import ArrayReader, VideoReader
 from ._tiff import TIFFFileWriter
 from ._writer import ArrayWriter, NullVideoWriter, VideoWriter
 
