@@ -17,6 +17,8 @@ __all__ = [
     "BackendUnavailableError",
     "StoreLockedError",
     "RunInterruptedError",
+    "NotSupportedError",
+    "ClosedError",
     "FlowRegWarning",
     "warn_user",
 ]
@@ -61,6 +63,15 @@ class StoreLockedError(FlowRegError, BlockingIOError):
 class RunInterruptedError(FlowRegError, RuntimeError):
     """A run stopped before it finished (Ctrl-C, full disk, a failed worker); what was written
     is kept and the message says how to resume."""
+
+
+class NotSupportedError(FlowRegError, NotImplementedError):
+    """A feature of pyflowreg (or a format) that flowreg_dask does not provide; the message says
+    what to use instead."""
+
+
+class ClosedError(FlowRegError, ValueError):
+    """A video reader or writer was used after ``close()``."""
 
 
 class FlowRegWarning(UserWarning):

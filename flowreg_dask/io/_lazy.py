@@ -37,6 +37,7 @@ __all__ = [
     "cast_to_dtype",
     "cached_handle",
     "clear_handle_cache",
+    "release_handles",
     "file_stamp",
     "check_unchanged",
 ]
@@ -148,6 +149,28 @@ def cached_handle(key: tuple, opener: Callable[[], Any], *, per_thread: bool = T
             _close(old)
     cache[key] = handle
     return handle
+
+
+def release_handles(paths: Sequence[str]) -> None:
+    """Close the cached handles of ``paths`` held by this thread and shared by this process.
+
+    Handles of other threads' caches are left alone (they may be in use); a later read opens
+    the file again. For a reader that reads in the calling thread (the video readers of
+    :mod:`flowreg_dask.io.video`) this releases every handle it opened.
+    """
+    wanted = {os.fspath(p) for p in paths}
+    if not wanted:
+        return
+
+    def evict(cache: OrderedDict) -> None:
+        for key in [k for k in cache if any(isinstance(v, str) and v in wanted for v in k)]:
+            _close(cache.pop(key))
+
+    if getattr(_local, "pid", None) == os.getpid():
+        evict(_local.cache)
+    with _shared_lock:
+        if _shared["pid"] == os.getpid():
+            evict(_shared["cache"])
 
 
 def clear_handle_cache() -> None:

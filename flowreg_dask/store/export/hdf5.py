@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..._matlab import MAT_USERBLOCK, MATLAB_CLASSES, set_matlab_class, write_mat73_header
 from ..._version import __version__
 from ._source import _Chunk
 from ._staging import _Target, _wrap_os_error
 from ._writer import _channel_label, _json, _provenance, _Writer
-
-_MATLAB_CLASSES = {
-    np.dtype(np.float64): "double",
-    np.dtype(np.float32): "single",
-    np.dtype(np.int8): "int8",
-    np.dtype(np.uint8): "uint8",
-    np.dtype(np.int16): "int16",
-    np.dtype(np.uint16): "uint16",
-    np.dtype(np.int32): "int32",
-    np.dtype(np.uint32): "uint32",
-    np.dtype(np.int64): "int64",
-    np.dtype(np.uint64): "uint64",
-}
-_MAT_USERBLOCK = 512
 
 
 class _H5Writer(_Writer):
@@ -60,9 +46,7 @@ class _H5Writer(_Writer):
         return {}
 
     def _set_matlab_class(self, obj: Any, cls: str, int_decode: int | None = None) -> None:
-        obj.attrs.create("MATLAB_class", np.bytes_(cls))
-        if int_decode is not None:
-            obj.attrs.create("MATLAB_int_decode", np.int32(int_decode))
+        set_matlab_class(obj, cls, int_decode)
 
     def _t_dataset(self, f: Any, name: str, dtype: Any, matlab_class: str | None) -> Any:
         t = self.src.shape[0]
@@ -87,7 +71,7 @@ class _H5Writer(_Writer):
             tmp = self.staging.temp(target.path)
             try:
                 if self.matlab:
-                    f = h5py.File(tmp, "w", userblock_size=_MAT_USERBLOCK, libver="earliest")
+                    f = h5py.File(tmp, "w", userblock_size=MAT_USERBLOCK, libver="earliest")
                 else:
                     f = h5py.File(tmp, "w", libver="earliest")
             except OSError as exc:
@@ -97,7 +81,7 @@ class _H5Writer(_Writer):
             movies = []
             for c in target.channels:
                 ds = self._t_dataset(
-                    f, self._movie_name(c), self.src.dtype, _MATLAB_CLASSES.get(self.src.dtype)
+                    f, self._movie_name(c), self.src.dtype, MATLAB_CLASSES.get(self.src.dtype)
                 )
                 if not self.matlab:
                     ds.attrs["channel"] = c + 1
@@ -214,23 +198,10 @@ class _H5Writer(_Writer):
             f.close()
         if self.matlab:
             for tmp in self._tmp:
-                _write_mat_header(tmp)
+                write_mat73_header(tmp)
 
     def abort(self) -> None:
         files, self._files = self._files, []
         for f in files:
             with contextlib.suppress(Exception):
                 f.close()
-
-
-def _write_mat_header(path: Path) -> None:
-    """Fill the 512-byte userblock with the MAT v7.3 header (text, version 0x0200, 'IM')."""
-    now = _dt.datetime.now().strftime("%a %b %d %H:%M:%S %Y")
-    text = (
-        f"MATLAB 7.3 MAT-file, Platform: flowreg_dask {__version__}, Created on: {now} "
-        "HDF5 schema 1.00 ."
-    ).encode("ascii")[:116]
-    header = text.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
-    with open(path, "r+b") as fh:
-        fh.seek(0)
-        fh.write(header.ljust(_MAT_USERBLOCK, b"\x00"))
