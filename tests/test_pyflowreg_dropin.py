@@ -338,3 +338,76 @@ def test_backend_registry(video) -> None:
         register_backend("flowreg", factory)
     with pytest.raises(ValueError, match="not registered"):
         get_backend("nope")
+
+
+# ---- pyflowreg.util.io ------------------------------------------------------------------------
+
+
+def test_readers_as_input_and_options_reader_writer(tmp_path, video) -> None:
+    from flowreg_dask import (
+        ArrayReader,
+        TIFFFileWriter,
+        VideoReader,
+        get_video_file_reader,
+        get_video_file_writer,
+    )
+
+    tif = tmp_path / "rec.tif"
+    with TIFFFileWriter(str(tif)) as writer:
+        writer.write_frames(video.movie[:24])
+    reader = get_video_file_reader(str(tif), buffer_size=12)
+    assert reader.shape == (24, H, W, 2)
+    opts = _options(input_file=reader, output_path=tmp_path / "a", output_format=OutputFormat.HDF5)
+    ref = compensate_recording(opts, video.reference, SEQ)
+    with h5py.File(tmp_path / "a" / "compensated.HDF5") as f:
+        a = f["ch1"][:]
+    # the same frames given as an array reader, and as a reader subclass of the user's own
+    ref_b = compensate_recording(
+        opts.copy(input_file=ArrayReader(video.movie[:24]), output_path=tmp_path / "b"),
+        video.reference,
+        SEQ,
+    )
+    with h5py.File(tmp_path / "b" / "compensated.HDF5") as f:
+        assert np.array_equal(f["ch1"][:], a)
+
+    class Mine(VideoReader):
+        def _initialize(self):
+            self.frame_count, self.height, self.width, self.n_channels = (24, H, W, 2)
+            self.dtype = video.movie.dtype
+
+        def _read_raw_frames(self, frame_indices):
+            return video.movie[:24][frame_indices]
+
+    compensate_recording(
+        opts.copy(input_file=Mine(buffer_size=12), output_path=tmp_path / "c"),
+        video.reference,
+        SEQ,
+    )
+    with h5py.File(tmp_path / "c" / "compensated.HDF5") as f:
+        assert np.array_equal(f["ch1"][:], a)
+    assert np.array_equal(ref, ref_b)
+    # the options' own reader and writer
+    o = _options(input_file=str(tif), output_path=tmp_path / "w", output_format="TIFF")
+    r = o.get_video_reader()
+    assert r.shape == (24, H, W, 2) and o.input_file == tif  # options unchanged
+    w = o.get_video_writer()
+    w.write_frames(r[0:3])
+    w.close()
+    assert (tmp_path / "w" / "compensated.TIFF").is_file()
+    with get_video_file_writer(str(tmp_path / "n.h5"), "NULL") as null:
+        null.write_frames(video.movie[:2])
+
+
+def test_default_output_is_zarr_and_mat_on_request(tmp_path, video) -> None:
+    from flowreg_dask import open_result
+
+    np.save(tmp_path / "rec.npy", video.movie[:24])
+    o = _options(input_file=tmp_path / "rec.npy", output_path=tmp_path / "z")
+    ref = compensate_recording(o, video.reference, SEQ)
+    assert ref.output == tmp_path / "z" / "compensated.zarr"
+    assert open_result(ref)["corrected"].shape == (24, H, W, 2)
+    m = o.copy(output_path=tmp_path / "m", output_format=OutputFormat.MAT)
+    ref = compensate_recording(m, video.reference, SEQ)
+    assert ref.output == tmp_path / "m" / "compensated.MAT"
+    with h5py.File(ref.output) as f:  # MATLAB v7.3: ch1 is H x W x T in MATLAB
+        assert f["ch1"].shape == (24, W, H)

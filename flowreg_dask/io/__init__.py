@@ -14,6 +14,7 @@ from ._registry import Reader, get_reader, guess_reader, list_readers
 from .video import (
     ArrayReader,
     ArrayWriter,
+    FileVideoWriter,
     HDF5FileReader,
     HDF5FileWriter,
     MATFileReader,
@@ -31,6 +32,7 @@ from .video import (
     VideoWriter,
     get_video_file_reader,
     get_video_file_writer,
+    reader_recording,
 )
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "SUBSETFileReader",
     "MDFFileReader",
     "VideoWriter",
+    "FileVideoWriter",
     "ArrayWriter",
     "NullVideoWriter",
     "HDF5FileWriter",
@@ -65,4 +68,5 @@ __all__ = [
     "NPYFileWriter",
     "get_video_file_reader",
     "get_video_file_writer",
+    "reader_recording",
 ]

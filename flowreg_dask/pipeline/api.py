@@ -425,9 +425,11 @@ class RunResult(np.ndarray):
 
 
 def _reader_source(source: Any) -> Any:
-    """A pyflowreg-style reader given as the input: its frames."""
-    if hasattr(source, "read_batch") and hasattr(source, "lazy_frames"):
-        return source.lazy_frames()
+    """A pyflowreg-style video reader given as the input: its frames, lazily."""
+    from ..io import VideoReader, reader_recording
+
+    if isinstance(source, VideoReader):
+        return reader_recording(source)
     return source
 
 

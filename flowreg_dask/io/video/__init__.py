@@ -31,7 +31,7 @@ the right axes; the TIFF writer keeps its file open instead of reopening it per 
 used as a context manager discards its output when the block raises.
 """
 
-from ._factory import get_video_file_reader, get_video_file_writer
+from ._factory import get_video_file_reader, get_video_file_writer, reader_recording
 from ._files import (
     HDF5FileReader,
     MATFileReader,
@@ -72,4 +72,5 @@ __all__ = [
     "NPYFileWriter",
     "get_video_file_reader",
     "get_video_file_writer",
+    "reader_recording",
 ]

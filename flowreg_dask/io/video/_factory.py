@@ -27,7 +27,7 @@ from ._reader import ArrayReader, VideoReader
 from ._tiff import TIFFFileWriter
 from ._writer import ArrayWriter, NullVideoWriter, VideoWriter
 
-__all__ = ["get_video_file_reader", "get_video_file_writer"]
+__all__ = ["get_video_file_reader", "get_video_file_writer", "reader_recording"]
 
 #: pyflowreg's reader by file extension.
 _BY_EXTENSION: dict[str, type[RecordingReader]] = {
@@ -230,3 +230,57 @@ def get_video_file_writer(
     raise UnsupportedFormatError(  # pragma: no cover - every OutputFormat is handled above
         f"output_format {fmt.value} has no video writer"
     )
+
+
+class _ReaderFrames:
+    """Array-like view of a reader's binned frames for :func:`dask.array.from_array`."""
+
+    def __init__(self, reader: VideoReader) -> None:
+        self.reader = reader
+        self.shape = tuple(int(n) for n in reader.shape)
+        self.dtype = np.dtype(reader.dtype)
+        self.ndim = 4
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self.reader[key])
+
+
+def reader_recording(reader: VideoReader) -> Any:
+    """A reader's binned frames as a lazy ``(t, y, x, c)`` DataArray in chunks of its
+    ``buffer_size`` (what the registration reads when it is given a reader).
+
+    Readers of files (:class:`RecordingReader` and its subclasses) are reopened with
+    :func:`~flowreg_dask.io.open_recording` (same file, options and binning), so every run mode
+    can read them; any other reader (an :class:`ArrayReader`, a user's own subclass) is read
+    through its ``__getitem__``, one chunk at a time, under a lock.
+    """
+    import dask.array as da
+    import xarray as xr
+    from dask.base import tokenize
+
+    from ..._constants import DIMS
+    from .._api import open_recording
+
+    reader._ensure_ready()
+    if (
+        isinstance(reader, RecordingReader)
+        and type(reader)._read_raw_frames is RecordingReader._read_raw_frames
+    ):
+        return open_recording(
+            reader._source,
+            buffer_size=reader.buffer_size,
+            bin_size=reader.bin_size,
+            **reader._open_kwargs,
+        )
+    chunks = (min(reader.buffer_size, len(reader)), -1, -1, -1)
+    if isinstance(reader, ArrayReader) and reader.bin_size == 1:
+        data = da.from_array(reader.array, chunks=chunks)
+    else:
+        frames = _ReaderFrames(reader)
+        name = "video-reader-" + tokenize(
+            type(reader).__qualname__, id(reader), frames.shape, str(frames.dtype)
+        )
+        data = da.from_array(frames, chunks=chunks, lock=True, name=name, asarray=True)
+    path = getattr(reader, "file_path", None)
+    attrs = {"source": path or repr(reader), "files": [path] if path else []}
+    return xr.DataArray(data, dims=DIMS, attrs=attrs)
