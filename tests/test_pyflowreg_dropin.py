@@ -75,6 +75,8 @@ def test_enums_are_str_enums_with_pyflowreg_members() -> None:
     assert o.quality_setting is QualitySetting.BALANCED
     assert OFOptions(output_format="hdf5").output_format is OutputFormat.HDF5
     assert OFOptions(flow_backend="flowreg").flow_backend == "numba"
+    cfg = RegistrationConfig(n_jobs=-1, verbose=True, parallelization="multiprocessing_spawn")
+    assert cfg.parallelization == "multiprocessing"
 
 
 # ---- OFOptions --------------------------------------------------------------------------------

@@ -209,6 +209,8 @@ class Parallelization(Choice):
             "threads": "threading",
             "threaded": "threading",
             "processes": "multiprocessing",
+            "multiprocessing_fork": "multiprocessing",  # pyflowreg's executor names
+            "multiprocessing_spawn": "multiprocessing",
             "dask": "distributed",
         }
 
