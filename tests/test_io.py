@@ -949,7 +949,7 @@ def test_bad_options_and_sources(tmp_path):
         open_recording(data, frames=[0, T])
     with pytest.raises(InvalidOptionError, match="no frames"):
         open_recording(data, frames=slice(5, 5))
-    with pytest.raises(InvalidInputError, match="data type"):
+    with pytest.raises(InvalidInputError, match="dtype"):
         open_recording(np.array(["a", "b"] * 160).reshape(1, 16, 20))
     with pytest.raises(InvalidInputError, match="type int"):
         open_recording(42)

@@ -149,7 +149,7 @@ def check_numeric_dtype(dtype: Any, *, where: str) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.kind not in "uif":
         msg = (
-            f"{where} has data type {dtype}, expected integer or floating-point pixels; "
+            f"{where} has dtype {dtype}, expected integer or floating-point pixels; "
             "convert it (e.g. .astype('uint16') or .astype('float32')) before opening"
         )
         raise InvalidInputError(msg)

@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import InvalidInputError, InvalidOptionError
+from ...errors import InvalidOptionError
 
 __all__ = [
     "positive_int",
     "ordering_axes",
-    "check_numeric",
     "AtomicFile",
     "PARTIAL_SUFFIX",
 ]
@@ -55,18 +54,6 @@ def ordering_axes(ordering: Sequence[int], base: str, *, name: str, where: str) 
     for i, stored_axis in enumerate(p):
         axes[stored_axis] = base[i]
     return "".join(axes)
-
-
-def check_numeric(dtype: Any, *, where: str) -> np.dtype:
-    """``dtype`` if it is an integer or floating-point type, else :class:`InvalidInputError`."""
-    dt = np.dtype(dtype)
-    if dt.kind not in "uif":
-        msg = (
-            f"{where} got frames of dtype {dt}; expected an integer or floating-point type. "
-            "Cast them first, e.g. frames.astype(np.uint8) for a boolean mask."
-        )
-        raise InvalidInputError(msg)
-    return dt
 
 
 class AtomicFile:

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import ClosedError, InvalidInputError, InvalidOptionError, NotSupportedError
+from .._arrays import check_numeric_dtype
 from .._lazy import bin_frames, cast_to_dtype
-from ._common import check_numeric, positive_int
+from ._common import positive_int
 
 __all__ = ["VideoReader", "SUBSETFileReader", "ArrayReader"]
 
@@ -385,7 +386,7 @@ class ArrayReader(VideoReader):
     ) -> None:
         super().__init__(buffer_size, bin_size)
         arr = np.asarray(array)
-        check_numeric(arr.dtype, where="ArrayReader")
+        check_numeric_dtype(arr.dtype, where="ArrayReader")
         if arr.ndim == 2:
             arr = arr[np.newaxis, :, :, np.newaxis]
         elif arr.ndim == 3:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import ClosedError, InvalidInputError, warn_user
-from ._common import AtomicFile, check_numeric
+from .._arrays import check_numeric_dtype
+from ._common import AtomicFile
 
 __all__ = ["VideoWriter", "FileVideoWriter", "ArrayWriter", "NullVideoWriter"]
 
@@ -153,7 +154,7 @@ class VideoWriter:
         arr = self._as_thwc(np.asarray(frames))
         if not self.initialized:
             if self._numeric_only:
-                check_numeric(arr.dtype, where=self._where())
+                check_numeric_dtype(arr.dtype, where=self._where())
             if 0 in arr.shape[1:]:
                 raise InvalidInputError(f"{self._where()} got empty frames of shape {arr.shape}")
             self.height, self.width, self.n_channels = (int(s) for s in arr.shape[1:])
