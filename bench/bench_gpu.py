@@ -1,7 +1,7 @@
 """Benchmark of the batched (GPU) flow backend against the numba CPU backend on the same machine.
 
 For each frame size and preset: frames/s and endpoint error of the batched estimator
-(:class:`flowreg_dask.kernels.gpu.batched.BatchedFlowEstimator`, red-black SOR) for a sweep of batch
+(:class:`flowreg_dask.core.batched.BatchedFlowEstimator`, red-black SOR) for a sweep of batch
 sizes (``0`` = automatic, from the free GPU memory), and of the numba ``FlowEstimator``
 (lexicographic SOR) with 1 thread and with all cores (frames spread over a thread pool; the
 kernels release the GIL). Frames come from the synthetic generator (non-rigid motion with ground
@@ -61,7 +61,7 @@ def time_numba(ref, frames, params, threads: int) -> tuple[float, np.ndarray]:
 
 
 def time_batched(ref, frames, params, xp, batch_size: int | None, fused: bool | None):
-    from flowreg_dask.kernels.gpu.batched import BatchedFlowEstimator
+    from flowreg_dask.core.batched import BatchedFlowEstimator
 
     est = BatchedFlowEstimator(ref, params, xp=xp, batch_size=batch_size, fused=fused)
     est.flows(frames[: min(2, len(frames))])  # compile kernels, cuBLAS handles, matrices

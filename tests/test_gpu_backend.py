@@ -13,6 +13,7 @@ import naive
 import numpy as np
 import pytest
 
+from flowreg_dask.core.batched import BatchedFlowEstimator
 from flowreg_dask.core.params import resolve_params
 from flowreg_dask.core.solver import FlowEstimator, make_estimator
 from flowreg_dask.datasets import synthetic_recording
@@ -28,7 +29,6 @@ from flowreg_dask.kernels.cpu import tensors as cpu_tensors
 from flowreg_dask.kernels.cpu import warp as cpu_warp
 from flowreg_dask.kernels.cpu.resample import resize as cpu_resize
 from flowreg_dask.kernels.gpu import ops
-from flowreg_dask.kernels.gpu.batched import BatchedFlowEstimator
 from flowreg_dask.kernels.gpu.device import cuda_device_count
 from flowreg_dask.options import OFOptions, RegistrationConfig
 from flowreg_dask.pipeline.api import compensate_arr
@@ -452,7 +452,7 @@ def test_cupy_is_not_imported_by_the_package():
     import subprocess
 
     code = (
-        "import sys, flowreg_dask, flowreg_dask.kernels.gpu.batched, flowreg_dask.pipeline.api;"
+        "import sys, flowreg_dask, flowreg_dask.core.batched, flowreg_dask.pipeline.api;"
         "assert 'cupy' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,110 +7,60 @@ behaviour as described in the method spec §1. Pure numpy-level functions: no da
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, InvalidOptionError, warn_user
+from ..errors import InvalidInputError, InvalidOptionError
 from ..kernels.cpu import median as _median
 from ..kernels.cpu import sor as _sor
 from ..kernels.cpu import tensors as _tensors
 from ..kernels.cpu import warp as _kwarp
 from ..kernels.cpu.resample import resize
 from ..options import FlowBackend, choice
-from .params import MIN_FRAME_SIZE, FlowParams, resolve_params
-from .pyramid import Level, pyramid_plan
-from .rigid import estimate_rigid_shift
+from ._checks import as_hwc, check_finite
+from .coarse_to_fine import LevelPlan, build_levels, rigid_initialised, variational
+from .params import FlowParams, resolve_params
 
 __all__ = ["get_displacement", "get_displacements", "FlowEstimator", "make_estimator"]
 
 _TENSORS = {"gc": _tensors.tensor_gc, "gray": _tensors.tensor_gray, "cs": _tensors.tensor_cs}
 
 
-def _as_hwc(img: np.ndarray, name: str) -> np.ndarray:
-    img = np.asarray(img)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3:
-        raise InvalidInputError(
-            f"{name}: expected an (H, W) or (H, W, C) image, got an array of shape {img.shape}"
-        )
-    return img
+class _NumbaLevelOps:
+    """The numba kernels as the driver's per-level operations, one frame at a time: images
+    (h, w, C), flow components (h, w)."""
 
-
-def _check_finite(img: np.ndarray, name: str) -> None:
-    if img.dtype.kind == "f" and not np.all(np.isfinite(img)):
-        bad = int(np.size(img) - np.count_nonzero(np.isfinite(img)))
-        raise InvalidInputError(
-            f"{name}: contains {bad} NaN/Inf value(s); replace them (e.g. np.nan_to_num) or drop "
-            "the frame before registration"
-        )
-
-
-@dataclasses.dataclass
-class _LevelData:
-    level: Level
-    ref: np.ndarray  # (h, w, C) float32 reference at this level
-    weight: np.ndarray  # (C, h, w) float32 channel weights
-    alpha: tuple[float, float]
-
-
-class FlowEstimator:
-    """Flow estimation against one fixed reference; the reference pyramid is built once.
-
-    Parameters
-    ----------
-    reference : ndarray
-        (H, W) or (H, W, C) pre-processed reference image.
-    params : FlowParams
-        Validated parameters (see :func:`flowreg_dask.core.params.resolve_params`).
-    """
-
-    def __init__(self, reference: np.ndarray, params: FlowParams) -> None:
-        ref = _as_hwc(reference, "reference")
-        _check_finite(ref, "reference")
-        h, w, nc = ref.shape
-        if min(h, w) < MIN_FRAME_SIZE:
-            raise InvalidInputError(
-                f"reference: frames of {h}x{w} px are too small for the pyramid; at least "
-                f"{MIN_FRAME_SIZE}x{MIN_FRAME_SIZE} px are needed"
-            )
+    def __init__(self, plan: LevelPlan, params: FlowParams) -> None:
+        self.levels = plan.levels
         self.params = params
-        self.shape = (h, w, nc)
-        self.reference = np.ascontiguousarray(ref, dtype=np.float32)
-        self.a_data = params.a_data_vector(nc)
-        weight = params.weight_array(h, w, nc)
-        self.weight_vector = weight if weight.ndim == 1 else None
-        self.weight_map = weight if weight.ndim == 3 else None
-        plan = pyramid_plan(h, w, eta=params.eta, levels=params.levels, min_level=params.min_level)
-        if plan[-1].i != params.min_level:
-            warn_user(
-                f"min_level={params.min_level} is deeper than the pyramid of a {h}x{w} frame "
-                f"allows; using min_level={plan[-1].i}"
-            )
-        self.min_level = plan[-1].i
+        self.a_data = plan.a_data
         self.tensor = _TENSORS[params.constancy_assumption]
-        self.levels: list[_LevelData] = []
-        for lv in plan:
-            ref_l = resize(self.reference, lv.height, lv.width)
-            # channel-first (C, h, w) weights, like the motion tensors
-            if self.weight_map is not None:
-                w_l = np.ascontiguousarray(
-                    np.maximum(resize(self.weight_map, lv.height, lv.width), 0).transpose(2, 0, 1)
-                )
-            else:
-                w_l = np.empty((nc, lv.height, lv.width), np.float32)
-                w_l[...] = weight[:, None, None]
-            if lv.i == self.min_level:
-                alpha = params.alpha
-            else:
-                scale = params.eta ** (-lv.i / 2.0)
-                alpha = (params.alpha[0] * scale, params.alpha[1] * scale)
-            self.levels.append(_LevelData(lv, ref_l, w_l, alpha))
 
-    # ------------------------------------------------------------------ one frame
-    def _solve_level(self, ld: _LevelData, f2w: np.ndarray, u, v, beta: float):
+    @staticmethod
+    def resize(moving: np.ndarray, height: int, width: int) -> np.ndarray:
+        return resize(moving, height, width)
+
+    @staticmethod
+    def resize_flow(u: np.ndarray, height: int, width: int, *, antialias: bool = True):
+        return resize(u[:, :, None], height, width, antialias=antialias)[:, :, 0]
+
+    @staticmethod
+    def zeros_flow(height: int, width: int) -> np.ndarray:
+        return np.zeros((height, width), np.float32)
+
+    def warp(self, k: int, f2: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        ld = self.levels[k]
+        lv = ld.level
+        out = np.empty_like(f2)
+        valid = np.empty(u.shape, np.uint8)
+        _kwarp.warp_image(
+            f2, u * np.float32(1.0 / lv.hx), v * np.float32(1.0 / lv.hy), ld.ref, out, 3, valid
+        )
+        return out
+
+    def solve(self, k: int, f2w: np.ndarray, u, v, beta: float):
+        ld = self.levels[k]
         lv = ld.level
         p = self.params
         J = np.empty((f2w.shape[2], 6, lv.height, lv.width), np.float32)
@@ -137,98 +87,52 @@ class FlowEstimator:
         )
         return du, dv
 
-    def _warp_level(self, ld: _LevelData, f2: np.ndarray, u, v) -> np.ndarray:
-        lv = ld.level
-        out = np.empty_like(f2)
-        valid = np.empty(u.shape, np.uint8)
-        _kwarp.warp_image(
-            f2, u * np.float32(1.0 / lv.hx), v * np.float32(1.0 / lv.hy), ld.ref, out, 3, valid
-        )
-        return out
-
     @staticmethod
-    def _median_inplace(a: np.ndarray) -> np.ndarray:
+    def median(a: np.ndarray) -> np.ndarray:
         out = np.empty_like(a)
         _median.median5x5(a, out)
         return out
 
-    def _pyramid_pass(self, moving: np.ndarray, u0, v0, beta: float, gnc: bool):
-        p = self.params
-        u = v = None
-        for k, ld in enumerate(self.levels):
-            lv = ld.level
-            f2 = resize(moving, lv.height, lv.width)
-            if k == 0:
-                if u0 is None:
-                    u = np.zeros((lv.height, lv.width), np.float32)
-                    v = np.zeros_like(u)
-                else:
-                    u = resize(u0[:, :, None], lv.height, lv.width)[:, :, 0]
-                    v = resize(v0[:, :, None], lv.height, lv.width)[:, :, 0]
-            else:
-                u = resize(u[:, :, None], lv.height, lv.width)[:, :, 0]
-                v = resize(v[:, :, None], lv.height, lv.width)[:, :, 0]
-            use_median = min(lv.height, lv.width) > 5
-            if not gnc:
-                # The coarsest level is warped too when an initial flow is given: the
-                # linearisation must be taken around the current estimate (the reference
-                # implementation skips this warp, which makes large initial flows overshoot).
-                f2w = f2 if (k == 0 and u0 is None) else self._warp_level(ld, f2, u, v)
-                du, dv = self._solve_level(ld, f2w, u, v, beta)
-                if use_median:
-                    du = self._median_inplace(du)
-                    dv = self._median_inplace(dv)
-                u = u + du
-                v = v + dv
-            else:
-                for _ in range(p.warping_steps):
-                    f2w = self._warp_level(ld, f2, u, v)
-                    du, dv = self._solve_level(ld, f2w, u, v, beta)
-                    u = u + du
-                    v = v + dv
-                    if use_median:
-                        u = self._median_inplace(u)
-                        v = self._median_inplace(v)
-        h, w, _ = self.shape
-        if u.shape != (h, w):
-            u = resize(u[:, :, None], h, w, antialias=False)[:, :, 0]
-            v = resize(v[:, :, None], h, w, antialias=False)[:, :, 0]
-        return u, v
+
+class FlowEstimator:
+    """Flow estimation against one fixed reference with the numba kernels, one frame at a time;
+    the reference pyramid is built once (:func:`~flowreg_dask.core.coarse_to_fine.build_levels`).
+
+    Parameters
+    ----------
+    reference : ndarray
+        (H, W) or (H, W, C) pre-processed reference image.
+    params : FlowParams
+        Validated parameters (see :func:`flowreg_dask.core.params.resolve_params`).
+    """
+
+    def __init__(self, reference: np.ndarray, params: FlowParams) -> None:
+        ref = as_hwc(reference, "reference")
+        check_finite(ref, "reference")
+        self.params = params
+        self.plan = build_levels(ref, params)
+        self.shape = self.plan.shape
+        self.reference = self.plan.reference
+        self.levels = self.plan.levels
+        self.min_level = self.plan.min_level
+        self._ops = _NumbaLevelOps(self.plan, params)
 
     def _variational(self, moving: np.ndarray, init: np.ndarray | None) -> np.ndarray:
-        p = self.params
         u0 = None if init is None else np.ascontiguousarray(init[..., 0], np.float32)
         v0 = None if init is None else np.ascontiguousarray(init[..., 1], np.float32)
-        if p.gnc_schedule is None:
-            u, v = self._pyramid_pass(moving, u0, v0, 1.0, gnc=False)
-        else:
-            u, v = u0, v0
-            for beta in p.gnc_schedule:
-                u, v = self._pyramid_pass(moving, u, v, beta, gnc=True)
-        return np.stack([u, v], axis=-1)
-
-    def _warp_linear(self, moving: np.ndarray, flow: np.ndarray) -> np.ndarray:
-        out = np.empty_like(moving)
-        valid = np.empty(flow.shape[:2], np.uint8)
-        _kwarp.warp_image(
-            moving,
-            np.ascontiguousarray(flow[..., 0]),
-            np.ascontiguousarray(flow[..., 1]),
-            self.reference,
-            out,
-            1,
-            valid,
+        u, v = variational(
+            self._ops, self.levels, moving, u0, v0, params=self.params, out_hw=self.shape[:2]
         )
-        return out
+        return np.stack([u, v], axis=-1)
 
     def flow(self, moving: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         """Flow (H, W, 2) float32 that registers ``moving`` (H, W[, C]) onto the reference."""
-        mov = _as_hwc(moving, "moving")
+        mov = as_hwc(moving, "moving")
         if mov.shape != self.shape:
             raise InvalidInputError(
                 f"moving: expected shape {self.shape} (like the reference), got {mov.shape}"
             )
-        _check_finite(mov, "moving")
+        check_finite(mov, "moving")
         mov = np.ascontiguousarray(mov, dtype=np.float32)
         if init is not None:
             init = np.asarray(init, dtype=np.float32)
@@ -237,34 +141,16 @@ class FlowEstimator:
                     f"init: expected an initial flow of shape {self.shape[:2] + (2,)}, got "
                     f"{init.shape}"
                 )
-            _check_finite(init, "init")
+            check_finite(init, "init")
         if not self.params.cc_initialization:
             return self._variational(mov, init)
-        base = np.zeros(self.shape[:2] + (2,), np.float32) if init is None else init
-        partial = self._warp_linear(mov, base)
-        wvec = self.weight_vector if self.weight_vector is not None else self.weight_map
-        dx, dy = estimate_rigid_shift(
-            self.reference,
-            partial,
-            target_hw=self.params.cc_hw,
-            upsample=self.params.cc_up,
-            weight=wvec,
-        )
-        comb = base + np.array([dx, dy], np.float32)
-        aligned = self._warp_linear(mov, comb)
-        res = self._variational(aligned, None)
-        # compose the warps: moving(p + res + comb(p + res))
-        cu = np.empty(self.shape[:2], np.float32)
-        cv = np.empty_like(cu)
-        _kwarp.bilinear_sample_flow(
-            np.ascontiguousarray(comb[..., 0]),
-            np.ascontiguousarray(comb[..., 1]),
-            np.ascontiguousarray(res[..., 0]),
-            np.ascontiguousarray(res[..., 1]),
-            cu,
-            cv,
-        )
-        return res + np.stack([cu, cv], axis=-1)
+        return rigid_initialised(
+            mov[None],
+            init,
+            plan=self.plan,
+            params=self.params,
+            solve=lambda aligned: self._variational(aligned[0], None)[None],
+        )[0]
 
     def flows(self, frames: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         """Flows (T, H, W, 2) for a stack (T, H, W[, C]); ``init`` is (H, W, 2) or (T, H, W, 2)."""
@@ -304,7 +190,7 @@ def make_estimator(
         (the batched code on the CPU; for tests and debugging). ``OFOptions.flow_backend``.
     **backend_params
         ``OFOptions.backend_params`` for the batched backends (``batch_size``, ``fused``,
-        ``memory_fraction``, see :class:`flowreg_dask.kernels.gpu.batched.BatchedFlowEstimator`);
+        ``memory_fraction``, see :class:`flowreg_dask.core.batched.BatchedFlowEstimator`);
         ignored by ``"numba"``.
 
     Raises
@@ -319,7 +205,7 @@ def make_estimator(
         raise InvalidOptionError(str(exc)) from None
     if name is FlowBackend.NUMBA:
         return FlowEstimator(reference, params)
-    from ..kernels.gpu.batched import make_batched_estimator  # lazy: no cupy at import
+    from .batched import make_batched_estimator  # lazy: no cupy at import
 
     return make_batched_estimator(reference, params, name.value, **backend_params)
 
@@ -457,8 +343,8 @@ def get_displacement(
     params = _with_function_defaults(
         options, {**{k: v for k, v in given.items() if v is not _UNSET and v is not None}, **params}
     )
-    ref = _as_hwc(fixed, "fixed")
-    mov = _as_hwc(moving, "moving")
+    ref = as_hwc(fixed, "fixed")
+    mov = as_hwc(moving, "moving")
     if ref.shape != mov.shape:
         raise InvalidInputError(
             f"moving: shape {np.shape(moving)} differs from fixed shape {np.shape(fixed)}; "
@@ -475,10 +361,10 @@ def pair_function(backend: str, **backend_params: Any):
     choice("flow_backend", backend, FlowBackend)  # unknown names fail here, not at first call
 
     def flow(fixed: np.ndarray, moving: np.ndarray, uv: np.ndarray | None = None, **kw: Any):
-        ref = _as_hwc(fixed, "fixed")
+        ref = as_hwc(fixed, "fixed")
         params = {**FUNCTION_DEFAULTS, **kw}
         est = make_estimator(ref, _params_for(ref, None, params), backend, **backend_params)
-        return est.flow(_as_hwc(moving, "moving"), uv)
+        return est.flow(as_hwc(moving, "moving"), uv)
 
     flow.__name__ = f"get_displacement_{backend}"
     return flow
@@ -510,7 +396,7 @@ def get_displacements(
     ndarray
         (T, H, W, 2) float32 flows.
     """
-    ref = _as_hwc(reference, "reference")
+    ref = as_hwc(reference, "reference")
     frames = np.asarray(frames)
     if frames.ndim == 3 and ref.shape[2] == 1:
         frames = frames[..., None]

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, InvalidOptionError
 from ..kernels.cpu import warp as _k
+from ._checks import as_hwc
 
 _ORDER = {"cubic": 3, "linear": 1, "nearest": 0}
 
@@ -31,14 +32,6 @@ def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind == "b":
         return values > 0.5
     return values.astype(dtype, copy=False)
-
-
-def _as_hwc(a: np.ndarray, name: str) -> np.ndarray:
-    if a.ndim == 2:
-        return a[:, :, None]
-    if a.ndim == 3:
-        return a
-    raise InvalidInputError(f"{name}: expected an (H, W) or (H, W, C) image, got shape {a.shape}")
 
 
 def warp(
@@ -71,7 +64,7 @@ def warp(
     flow = np.asarray(flow)
     order = interpolation_order(interpolation)
     stack = frames.ndim == 4
-    fr = frames if stack else _as_hwc(frames, "frames")[None]
+    fr = frames if stack else as_hwc(frames, "frames")[None]
     fl = flow if flow.ndim == 4 else flow[None]
     if fl.shape[-1] != 2 or fl.shape[1:3] != fr.shape[1:3]:
         raise InvalidInputError(
@@ -86,7 +79,7 @@ def warp(
     if fill is None:
         fill_f = np.zeros((h, w, nc), np.float32)
     else:
-        fill_f = _as_hwc(np.asarray(fill), "fill").astype(np.float32)
+        fill_f = as_hwc(np.asarray(fill), "fill").astype(np.float32)
         if fill_f.shape[:2] != (h, w) or fill_f.shape[2] not in (1, nc):
             raise InvalidInputError(
                 f"fill: expected shape ({h}, {w}) or ({h}, {w}, {nc}), got {np.shape(fill)}"

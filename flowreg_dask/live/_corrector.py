@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core._checks import check_finite
 from ..core.params import FlowParams, resolve_params
 from ..core.solver import make_estimator
 from ..core.warp import interpolation_order
@@ -81,15 +82,6 @@ def _check_frame_dtype(arr: np.ndarray, name: str) -> None:
         raise InvalidInputError(
             f"{name}: expected a real-valued array (uint8, uint16, int16, float32, float64, ...), "
             f"got dtype {arr.dtype}. Fix: convert it, e.g. {name}.astype(np.float32)."
-        )
-
-
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise InvalidInputError(
-            f"{name}: contains {bad} NaN/Inf value(s); expected finite values. Fix: replace them "
-            "(e.g. np.nan_to_num) or drop the frame."
         )
 
 
@@ -318,7 +310,7 @@ class FlowRegLive:
                 )
             if stack.shape[0] == 0 or stack.size == 0:
                 raise InvalidInputError(f"frames: is empty (shape {arr.shape})")
-            _check_finite(stack, "frames")
+            check_finite(stack, "frames")
         if stack.shape[0] == 1:
             ref_raw = np.array(stack[0], dtype=np.float32)
         else:
@@ -466,7 +458,7 @@ class FlowRegLive:
                 f"{name}: expected shape {expected} like the reference, got {arr.shape}. Fix: "
                 "pass frames of the reference's size and channel count, or set a new reference."
             )
-        _check_finite(arr3, name)
+        check_finite(arr3, name)
         return np.ascontiguousarray(arr3)
 
     def __call__(self, frame: np.ndarray, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -620,7 +612,7 @@ class FlowRegLive:
                 f"flow: expected a real (H, W, 2) = {expected} array, got shape {arr.shape} and "
                 f"dtype {arr.dtype}. Fix: pass (u, v) stacked on the last axis."
             )
-        _check_finite(arr, "flow")
+        check_finite(arr, "flow")
         self._init = np.array(arr, dtype=np.float32, copy=True)
 
     def __repr__(self) -> str:

@@ -14,8 +14,8 @@ Modules
 ``cuda``
     Fused CuPy ``RawKernel`` variants of the red-black half-sweep and the median (used only when
     ``xp`` is cupy; not exercised without a GPU).
-``batched``
-    :class:`~flowreg_dask.kernels.gpu.batched.BatchedFlowEstimator`, the coarse-to-fine driver.
+The coarse-to-fine driver that calls them is :mod:`flowreg_dask.core.coarse_to_fine` (shared
+with the numba backend), through :class:`~flowreg_dask.core.batched.BatchedFlowEstimator`.
 
 Nothing here imports cupy at import time.
 """

@@ -1,8 +1,9 @@
 """Batched coarse-to-fine flow estimation: all frames of a batch solved together.
 
-:class:`BatchedFlowEstimator` has the semantics of :class:`flowreg_dask.core.solver.FlowEstimator`
-(same pyramid plan, level references and weights, warps, data terms, lagged robust weights, 5x5
-median of the increments, GNC and cc-initialisation paths) with two differences:
+:class:`BatchedFlowEstimator` runs the same coarse-to-fine driver as the numba
+:class:`flowreg_dask.core.solver.FlowEstimator` (:mod:`flowreg_dask.core.coarse_to_fine`: pyramid
+plan, level references and weights, warps, median, GNC and cc-initialisation written once) with
+the batched array operations of :mod:`flowreg_dask.kernels.gpu.ops`; it differs in two ways:
 
 * the level solver is **red-black SOR** (two half-sweeps per iteration, each colour updated at
   once) instead of the CPU's lexicographic sweep, so the flows differ slightly (the pipeline tests
@@ -18,20 +19,17 @@ Method: Flotho et al., "Flow-Registration", J. Biophotonics 2022, :DOI:`10.1002/
 
 from __future__ import annotations
 
-import dataclasses
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ...core.params import FlowParams
-from ...core.pyramid import Level
-from ...core.rigid import estimate_rigid_shift
-from ...core.solver import FlowEstimator, _as_hwc, _check_finite
-from ...errors import BackendUnavailableError, InvalidInputError, InvalidOptionError
-from ..cpu import warp as _kwarp
-from . import ops
-from .device import is_cupy, require_cupy, to_host
+from ..errors import BackendUnavailableError, InvalidInputError, InvalidOptionError
+from ..kernels.gpu import ops
+from ..kernels.gpu.device import is_cupy, require_cupy, to_host
+from ._checks import as_hwc, check_finite
+from .coarse_to_fine import LevelData, build_levels, rigid_initialised, variational
+from .params import FlowParams
 
 __all__ = ["BatchedFlowEstimator", "make_batched_estimator", "BACKEND_PARAMS"]
 
@@ -40,12 +38,58 @@ HOST_BATCH_BUDGET = 256 * 2**20  # bytes of working memory per batch with xp=num
 BACKEND_PARAMS = ("batch_size", "fused", "memory_fraction")
 
 
-@dataclasses.dataclass
-class _DeviceLevel:
-    level: Level
-    ref: Any  # (1, C, h, w) float32 reference at this level
-    weight: Any  # (1, C, h, w) float32 channel weights
-    alpha: tuple[float, float]
+class _BatchedLevelOps:
+    """The batched array operations as the driver's per-level operations: images
+    (B, C, h, w), flow components (B, h, w), on the array module ``xp``."""
+
+    def __init__(self, est: BatchedFlowEstimator) -> None:
+        self.est = est
+        self.xp = est.xp
+        self.levels = est.levels
+        self.nb = 0  # frames of the batch in flight
+
+    def resize(self, moving, height: int, width: int):
+        return self.est._resampler.resize(moving, height, width)
+
+    def resize_flow(self, u, height: int, width: int, *, antialias: bool = True):
+        return self.est._resampler.resize(u, height, width, antialias=antialias)
+
+    def zeros_flow(self, height: int, width: int):
+        return self.xp.zeros((self.nb, height, width), self.xp.float32)
+
+    def warp(self, k: int, f2, u, v):
+        ld = self.levels[k]
+        lv = ld.level
+        out, _ = ops.warp_cubic(self.xp, f2, u * F32(1.0 / lv.hx), v * F32(1.0 / lv.hy), ld.ref)
+        return out
+
+    def solve(self, k: int, f2w, u, v, beta: float):
+        est = self.est
+        ld = self.levels[k]
+        lv = ld.level
+        p = est.params
+        J = est._tensor(self.xp, ld.ref, f2w, lv.hy, lv.hx)
+        return ops.solve_level(
+            self.xp,
+            J,
+            ld.weight,
+            u,
+            v,
+            alpha=ld.alpha,
+            hx=lv.hx,
+            hy=lv.hy,
+            iterations=p.iterations,
+            update_lag=p.update_lag,
+            a_data=est._a_data,
+            blend=est._blend,
+            a_smooth=p.a_smooth,
+            beta=beta,
+            omega=p.omega,
+            half_sweep=est._half_sweep,
+        )
+
+    def median(self, a):
+        return self.est._median_fn(a)
 
 
 class BatchedFlowEstimator:
@@ -102,28 +146,30 @@ class BatchedFlowEstimator:
         self.fused = bool(fused)
         self.batch_size = None if batch_size is None else int(batch_size)
         self.memory_fraction = float(memory_fraction)
-        # the CPU estimator validates the inputs, plans the pyramid and resamples the reference and
-        # weights per level once; it also serves the host-side cc pre-alignment
-        self._cpu = FlowEstimator(reference, params)
+        # the pyramid, per-level references and weights are planned on the host once (shared
+        # with the numba backend), then uploaded in the batched layout (1, C, h, w)
+        ref = as_hwc(reference, "reference")
+        check_finite(ref, "reference")
+        self.plan = build_levels(ref, params)
         self.params = params
-        self.shape = self._cpu.shape
-        self.reference = self._cpu.reference
+        self.shape = self.plan.shape
+        self.reference = self.plan.reference
         self._resampler = ops.Resampler(xp)
         self._tensor = ops.TENSORS[params.constancy_assumption]
         self.levels = [
-            _DeviceLevel(
+            LevelData(
                 ld.level,
                 xp.asarray(np.ascontiguousarray(ld.ref.transpose(2, 0, 1)[None])),
                 xp.asarray(np.ascontiguousarray(ld.weight[None])),
                 ld.alpha,
             )
-            for ld in self._cpu.levels
+            for ld in self.plan.levels
         ]
-        a = np.asarray(self._cpu.a_data, np.float32)
+        a = np.asarray(self.plan.a_data, np.float32)
         self._a_data = xp.asarray(a.reshape(1, -1, 1, 1))
         self._blend = xp.asarray(((a > 0) & (a < 1)).reshape(1, -1, 1, 1))
         if self.fused:
-            from . import cuda
+            from ..kernels.gpu import cuda
 
             self._half_sweep = cuda.rb_half_sweep
             self._median_fn = lambda a: cuda.median5x5(xp, a)
@@ -131,6 +177,7 @@ class BatchedFlowEstimator:
             self._half_sweep = ops.rb_half_sweep
             self._median_fn = lambda a: ops.median5x5(xp, a)
         self.last_batch_size: int | None = None
+        self._ops = _BatchedLevelOps(self)
 
     # ------------------------------------------------------------------------- memory / batches
     def bytes_per_frame(self) -> int:
@@ -151,7 +198,7 @@ class BatchedFlowEstimator:
             return max(1, min(n_frames, self.batch_size))
         per = self.bytes_per_frame()
         if self.on_gpu:
-            from .device import free_device_bytes
+            from ..kernels.gpu.device import free_device_bytes
 
             free = free_device_bytes(self.xp)
             n = int(free * self.memory_fraction // per)
@@ -169,79 +216,6 @@ class BatchedFlowEstimator:
         return max(1, min(n_frames, n))
 
     # -------------------------------------------------------------------------------- one batch
-    def _solve(self, ld: _DeviceLevel, f2w, u, v, beta: float):
-        lv = ld.level
-        p = self.params
-        J = self._tensor(self.xp, ld.ref, f2w, lv.hy, lv.hx)
-        return ops.solve_level(
-            self.xp,
-            J,
-            ld.weight,
-            u,
-            v,
-            alpha=ld.alpha,
-            hx=lv.hx,
-            hy=lv.hy,
-            iterations=p.iterations,
-            update_lag=p.update_lag,
-            a_data=self._a_data,
-            blend=self._blend,
-            a_smooth=p.a_smooth,
-            beta=beta,
-            omega=p.omega,
-            half_sweep=self._half_sweep,
-        )
-
-    def _warp_level(self, ld: _DeviceLevel, f2, u, v):
-        lv = ld.level
-        out, _ = ops.warp_cubic(self.xp, f2, u * F32(1.0 / lv.hx), v * F32(1.0 / lv.hy), ld.ref)
-        return out
-
-    def _pyramid_pass(self, moving, u0, v0, beta: float, gnc: bool):
-        """One coarse-to-fine pass over ``moving`` (B, C, H, W); ``u0``/``v0`` (B, H, W) or None."""
-        xp = self.xp
-        rs = self._resampler
-        p = self.params
-        nb = moving.shape[0]
-        u = v = None
-        for k, ld in enumerate(self.levels):
-            lv = ld.level
-            f2 = rs.resize(moving, lv.height, lv.width)
-            if k == 0:
-                if u0 is None:
-                    u = xp.zeros((nb, lv.height, lv.width), xp.float32)
-                    v = xp.zeros_like(u)
-                else:
-                    u = rs.resize(u0, lv.height, lv.width)
-                    v = rs.resize(v0, lv.height, lv.width)
-            else:
-                u = rs.resize(u, lv.height, lv.width)
-                v = rs.resize(v, lv.height, lv.width)
-            use_median = min(lv.height, lv.width) > 5
-            if not gnc:
-                # as the CPU estimator: the coarsest level is warped too when an init flow is given
-                f2w = f2 if (k == 0 and u0 is None) else self._warp_level(ld, f2, u, v)
-                du, dv = self._solve(ld, f2w, u, v, beta)
-                if use_median:
-                    du = self._median_fn(du)
-                    dv = self._median_fn(dv)
-                u = u + du
-                v = v + dv
-            else:
-                for _ in range(p.warping_steps):
-                    f2w = self._warp_level(ld, f2, u, v)
-                    du, dv = self._solve(ld, f2w, u, v, beta)
-                    u = u + du
-                    v = v + dv
-                    if use_median:
-                        u = self._median_fn(u)
-                        v = self._median_fn(v)
-        h, w, _ = self.shape
-        if u.shape[-2:] != (h, w):
-            u = rs.resize(u, h, w, antialias=False)
-            v = rs.resize(v, h, w, antialias=False)
-        return u, v
-
     def _variational_batch(self, frames: np.ndarray, init: np.ndarray | None) -> np.ndarray:
         """Flows (B, H, W, 2) of host frames (B, H, W, C) float32: one upload, one download."""
         xp = self.xp
@@ -252,12 +226,8 @@ class BatchedFlowEstimator:
             init_d = xp.asarray(init)
             u0 = xp.ascontiguousarray(init_d[..., 0])
             v0 = xp.ascontiguousarray(init_d[..., 1])
-        if p.gnc_schedule is None:
-            u, v = self._pyramid_pass(moving, u0, v0, 1.0, gnc=False)
-        else:
-            u, v = u0, v0
-            for beta in p.gnc_schedule:
-                u, v = self._pyramid_pass(moving, u, v, beta, gnc=True)
+        self._ops.nb = moving.shape[0]
+        u, v = variational(self._ops, self.levels, moving, u0, v0, params=p, out_hw=self.shape[:2])
         return to_host(xp.stack([u, v], axis=-1)).astype(np.float32, copy=False)
 
     def _variational(self, frames: np.ndarray, init: np.ndarray | None) -> np.ndarray:
@@ -276,46 +246,6 @@ class BatchedFlowEstimator:
             out[start:stop] = self._variational_batch(frames[start:stop], it)
         return out
 
-    # ------------------------------------------------------------------------- cc initialisation
-    def _cc_flows(self, frames: np.ndarray, init: np.ndarray | None) -> np.ndarray:
-        """cc_initialization: rigid pre-alignment per frame on the host (phase correlation, as the
-        CPU estimator), the batched variational flow of the aligned frames, then composition."""
-        cpu = self._cpu
-        n = frames.shape[0]
-        comb = np.empty(frames.shape[:3] + (2,), np.float32)
-        aligned = np.empty_like(frames)
-        wvec = cpu.weight_vector if cpu.weight_vector is not None else cpu.weight_map
-        for t in range(n):
-            base = np.zeros(self.shape[:2] + (2,), np.float32)
-            if init is not None:
-                base = np.array(init[t] if init.ndim == 4 else init, np.float32)
-            partial = cpu._warp_linear(frames[t], base)
-            dx, dy = estimate_rigid_shift(
-                self.reference,
-                partial,
-                target_hw=self.params.cc_hw,
-                upsample=self.params.cc_up,
-                weight=wvec,
-            )
-            comb[t] = base + np.array([dx, dy], np.float32)
-            aligned[t] = cpu._warp_linear(frames[t], comb[t])
-        res = self._variational(aligned, None)
-        out = np.empty_like(res)
-        cu = np.empty(self.shape[:2], np.float32)
-        cv = np.empty_like(cu)
-        for t in range(n):
-            # compose the warps: moving(p + res + comb(p + res))
-            _kwarp.bilinear_sample_flow(
-                np.ascontiguousarray(comb[t, ..., 0]),
-                np.ascontiguousarray(comb[t, ..., 1]),
-                np.ascontiguousarray(res[t, ..., 0]),
-                np.ascontiguousarray(res[t, ..., 1]),
-                cu,
-                cv,
-            )
-            out[t] = res[t] + np.stack([cu, cv], axis=-1)
-        return out
-
     # ---------------------------------------------------------------------------------- public
     def flows(self, frames: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         """Flows (T, H, W, 2) float32 (numpy) for a stack (T, H, W[, C]).
@@ -330,7 +260,7 @@ class BatchedFlowEstimator:
                 f"frames: expected a (T, {self.shape[0]}, {self.shape[1]}, {self.shape[2]}) stack "
                 f"like the reference, got an array of shape {frames.shape}"
             )
-        _check_finite(frames, "frames")
+        check_finite(frames, "frames")
         frames = np.ascontiguousarray(frames, dtype=np.float32)
         if init is not None:
             init = np.asarray(init, dtype=np.float32)
@@ -340,16 +270,23 @@ class BatchedFlowEstimator:
                     f"init: expected an initial flow of shape {hw2} or "
                     f"{(frames.shape[0],) + hw2}, got {init.shape}"
                 )
-            _check_finite(init, "init")
+            check_finite(init, "init")
         if frames.shape[0] == 0:
             return np.empty((0,) + self.shape[:2] + (2,), np.float32)
         if self.params.cc_initialization:
-            return self._cc_flows(frames, init)
+            # rigid pre-alignment per frame on the host, the batched flow of the aligned frames
+            return rigid_initialised(
+                frames,
+                init,
+                plan=self.plan,
+                params=self.params,
+                solve=lambda aligned: self._variational(aligned, None),
+            )
         return self._variational(frames, init)
 
     def flow(self, moving: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         """Flow (H, W, 2) float32 of one frame (H, W[, C]) (a batch of one)."""
-        mov = _as_hwc(moving, "moving")
+        mov = as_hwc(moving, "moving")
         return self.flows(mov[None], None if init is None else np.asarray(init)[None])[0]
 
 
