@@ -68,9 +68,9 @@ _LAZY = {
     # registration (pyflowreg.motion_correction)
     "register": "flowreg_dask.pipeline.api",
     "compensate_recording": "flowreg_dask.pipeline.api",
-    "compensate_arr": "flowreg_dask.pipeline.api",
-    "compensate_pair": "flowreg_dask.pipeline.api",
-    "BatchMotionCorrector": "flowreg_dask.pipeline.api",
+    "compensate_arr": "flowreg_dask.pipeline.arrays",
+    "compensate_pair": "flowreg_dask.pipeline.arrays",
+    "BatchMotionCorrector": "flowreg_dask.pipeline.arrays",
     "RunResult": "flowreg_dask.pipeline.api",
     "FlowRegLive": "flowreg_dask.live",
     "apply_flow": "flowreg_dask.pipeline.apply",

@@ -31,7 +31,7 @@ from flowreg_dask.kernels.cpu.resample import resize as cpu_resize
 from flowreg_dask.kernels.gpu import ops
 from flowreg_dask.kernels.gpu.device import cuda_device_count
 from flowreg_dask.options import OFOptions, RegistrationConfig
-from flowreg_dask.pipeline.api import compensate_arr
+from flowreg_dask.pipeline.arrays import compensate_arr
 from flowreg_dask.pipeline.blocks import register_span
 from flowreg_dask.pipeline.graph import prepare
 from flowreg_dask.pipeline.run import config_for_backend

@@ -19,7 +19,8 @@ from flowreg_dask.datasets import synthetic_recording
 from flowreg_dask.errors import InvalidInputError, OutputExistsError
 from flowreg_dask.options import OFOptions, RegistrationConfig
 from flowreg_dask.pipeline import graph
-from flowreg_dask.pipeline.api import compensate_arr, compensate_recording, register
+from flowreg_dask.pipeline.api import compensate_recording, register
+from flowreg_dask.pipeline.arrays import compensate_arr
 from flowreg_dask.store.reader import open_result
 from flowreg_dask.store.writer import CorrectedStore
 

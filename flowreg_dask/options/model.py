@@ -935,9 +935,9 @@ class OFOptions(StrictModel):
         """The raw reference of a run (H, W, C) float32, as pyflowreg's method: an array or
         image file given as ``reference_frames``, or those frames of the recording
         pre-registered (method spec §2.2)."""
-        api = importlib.import_module("flowreg_dask.pipeline.api")
+        arrays = importlib.import_module("flowreg_dask.pipeline.arrays")
         source = self.input_file if video_reader is None else video_reader
-        return api.reference_frame(self, source, config=registration_config)
+        return arrays.reference_frame(self, source, config=registration_config)
 
     def save_options(self, path: str | os.PathLike[str] | None = None) -> Path:
         """pyflowreg's name of :meth:`save` (default ``output_path/options.json``)."""

@@ -1,6 +1,6 @@
-"""Public entry points: lazy ``register``, file-to-file ``compensate_recording`` and in-memory
-``compensate_arr``. Thin: they resolve options, then hand over to the graph, the runner and the
-output store."""
+"""Public entry points: lazy ``register`` and file-to-file ``compensate_recording`` (in-memory
+``compensate_arr`` and pyflowreg's class API are in :mod:`flowreg_dask.pipeline.arrays`). Thin:
+they resolve options, then hand over to the graph, the runner and the output store."""
 
 from __future__ import annotations
 
@@ -11,52 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 import xarray as xr
 
 from .._constants import DIMS, STAT_NAMES
 from .._version import __version__
 from ..core.params import FlowParams
-from ..errors import InvalidInputError, InvalidOptionError
+from ..errors import InvalidOptionError
 from ..options import OFOptions, OutputFormat, RegistrationConfig
-from .chunks import output_dtype, recording_for
+from .chunks import as_options, output_dtype, reader_source, recording_for
 from .execute import checked_store, kept_error, register_into, run_blocks_in_order, safe_call
 from .graph import prepare_run, registration_blocks, split_outputs
 from .progress import FrameProgress, note_first_compile
-from .reference import build_reference, check_reference_shape, check_reference_source
+from .reference import build_reference, check_reference_source
 from .run import config_for_backend, runner
 
-__all__ = [
-    "register",
-    "compensate_recording",
-    "compensate_arr",
-    "compensate_pair",
-    "reference_frame",
-    "RunResult",
-    "BatchMotionCorrector",
-]
-
-
-# ---------------------------------------------------------------------------------------- inputs
-def _as_options(options: Any) -> OFOptions:
-    if options is None:
-        return OFOptions()
-    if isinstance(options, OFOptions):
-        return options
-    if isinstance(options, dict):
-        return OFOptions.from_dict(options)
-    if isinstance(options, (str, Path)):
-        return OFOptions.load(options)
-    raise InvalidOptionError(
-        f"options: expected an OFOptions, a dict or a path to an options file, got "
-        f"{type(options).__name__}"
-    )
-
-
-def _out_dtype(options: OFOptions, rec: xr.DataArray) -> np.dtype:
-    dt = options.resolved_output_dtype()
-    return np.dtype(rec.dtype) if dt is None else dt
+__all__ = ["register", "compensate_recording", "RunResult"]
 
 
 # -------------------------------------------------------------------------------------- register
@@ -88,7 +58,7 @@ def register(
         statistics (t,) and the ``reference`` (y, x, c). Slicing ``t`` and computing registers only
         the chunks touched (plus the read-only halo of the previous chunk).
     """
-    options = _as_options(options)
+    options = as_options(options)
     if options.update_reference:
         raise InvalidOptionError(
             "update_reference: a reference that changes from chunk to chunk makes chunks depend on "
@@ -258,14 +228,14 @@ def compensate_recording(
     if reference_frame is not None and reference is not None:
         raise InvalidOptionError("pass the reference once: reference_frame= or reference=")
     reference = reference_frame if reference is None else reference
-    options = _as_options(options)
+    options = as_options(options)
     config = config_for_backend(config or RegistrationConfig(), options.flow_backend)
     source = recording if recording is not None else options.input_file
     if source is None:
         raise InvalidOptionError(
             "input_file: no input given; set options.input_file or pass recording="
         )
-    source = _reader_source(source)
+    source = reader_source(source)
     rec = recording_for(source, options, config)
     check_reference_source(
         options.reference_frames if reference is None else reference, rec.shape[0]
@@ -335,70 +305,6 @@ def compensate_recording(
         return RunResult.of(ref, exported)
 
 
-class BatchMotionCorrector:
-    """pyflowreg's class behind :func:`compensate_recording`: callbacks registered one by one,
-    then :meth:`run`.
-
-    Parameters
-    ----------
-    options : OFOptions, dict or path
-        As for :func:`compensate_recording`.
-    config : RegistrationConfig, optional
-        Run settings.
-
-    Examples
-    --------
-    >>> bmc = BatchMotionCorrector(options)  # doctest: +SKIP
-    >>> bmc.register_progress_callback(lambda done, total: print(done, total))  # doctest: +SKIP
-    >>> reference = bmc.run()  # doctest: +SKIP
-    """
-
-    def __init__(self, options: Any = None, config: RegistrationConfig | None = None) -> None:
-        self.options = _as_options(options)
-        self.config = config
-        self._progress: list[Callable[[int, int], None]] = []
-        self._w: list[Callable[[np.ndarray, int, int], None]] = []
-        self._registered: list[Callable[[np.ndarray, int, int], None]] = []
-
-    def register_progress_callback(self, callback: Callable[[int, int], None]) -> None:
-        """``callback(frames_done, total)`` after each chunk."""
-        self._progress.append(callback)
-
-    def register_w_callback(self, callback: Callable[[np.ndarray, int, int], None]) -> None:
-        """``callback(flows, start, stop)`` with each chunk's flows (T, H, W, 2), in order."""
-        self._w.append(callback)
-
-    def register_registered_callback(
-        self, callback: Callable[[np.ndarray, int, int], None]
-    ) -> None:
-        """``callback(frames, start, stop)`` with each chunk's corrected frames, in order."""
-        self._registered.append(callback)
-
-    def run(self, reference_frame: Any = None) -> RunResult:
-        """Register ``options.input_file``; returns the reference (see
-        :func:`compensate_recording`)."""
-        return compensate_recording(
-            self.options,
-            reference_frame,
-            self.config,
-            progress_callback=_fan_out(self._progress),
-            w_callback=_fan_out(self._w),
-            registered_callback=_fan_out(self._registered),
-        )
-
-
-def _fan_out(callbacks: list[Callable[..., None]]) -> Callable[..., None] | None:
-    """One callback calling each of ``callbacks`` (each guarded), or None."""
-    if not callbacks:
-        return None
-
-    def call_all(*args: Any) -> None:
-        for cb in callbacks:
-            safe_call(cb, *args)
-
-    return call_all
-
-
 class RunResult(np.ndarray):
     """The reference (H, W, C) of a run, as pyflowreg's ``compensate_recording`` returns it, with
     the run's output: ``result.output`` (a :class:`~pathlib.Path`, or None for a headless run)
@@ -422,15 +328,6 @@ class RunResult(np.ndarray):
 
     def __reduce__(self):  # pickles as a plain array plus the path
         return (RunResult.of, (np.asarray(self), self.output))
-
-
-def _reader_source(source: Any) -> Any:
-    """A pyflowreg-style video reader given as the input: its frames, lazily."""
-    from ..io import VideoReader, reader_recording
-
-    if isinstance(source, VideoReader):
-        return reader_recording(source)
-    return source
 
 
 def _headless(rec, options, config, reference, callbacks) -> RunResult:
@@ -463,136 +360,3 @@ def _headless(rec, options, config, reference, callbacks) -> RunResult:
         finally:
             progress.close()
     return RunResult.of(ref_raw, None)
-
-
-def reference_frame(options: Any, source: Any = None, *, config: Any = None) -> np.ndarray:
-    """The raw reference (H, W, C) float32 a run of ``options`` uses (pyflowreg's
-    ``OFOptions.get_reference_frame``): ``options.reference_frames`` as an array or image file,
-    or those frames of ``source`` (default ``options.input_file``) pre-registered."""
-    options = _as_options(options)
-    source = options.input_file if source is None else source
-    if source is None:
-        raise InvalidOptionError("input_file: no input given to build the reference from")
-    cfg = config if isinstance(config, RegistrationConfig) else RegistrationConfig(progress=False)
-    rec = recording_for(_reader_source(source), options, cfg)
-    with runner(cfg) as run:
-        return build_reference(rec, options, FlowParams.from_options(options), None, run)
-
-
-# --------------------------------------------------------------------------------- in memory
-def compensate_arr(
-    video: np.ndarray,
-    reference: np.ndarray | None = None,
-    options: Any = None,
-    progress_callback: Callable[[int, int], None] | None = None,
-    *,
-    flow_backend: str | None = None,
-    backend_params: dict | None = None,
-    get_displacement: Callable[..., Any] | None = None,
-    get_displacement_factory: Callable[..., Any] | None = None,
-    w_callback: Callable[[np.ndarray, int, int], None] | None = None,
-    registered_callback: Callable[[np.ndarray, int, int], None] | None = None,
-    registration_config: RegistrationConfig | None = None,
-    config: RegistrationConfig | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Register an in-memory video; returns ``(registered, flows)`` (pyflowreg's signature).
-
-    Parameters
-    ----------
-    video : ndarray
-        (T, H, W, C), (T, H, W) or one frame (H, W).
-    reference : ndarray, optional
-        (H, W[, C]) reference; None builds it from ``options.reference_frames``.
-    options : OFOptions, dict or path, optional
-        Options (never changed by the call).
-    progress_callback : callable, optional
-        ``cb(frames_done, total)`` after each chunk, in order.
-    flow_backend, backend_params, get_displacement, get_displacement_factory : optional
-        Override the options' solver (``get_displacement`` = ``get_displacement_impl``).
-    w_callback, registered_callback : callable, optional
-        ``cb(array, start, stop)`` with each chunk's flows / registered frames, in order.
-    registration_config, config : RegistrationConfig, optional
-        Run mode (pyflowreg's and flowreg_dask's names of the same thing).
-
-    Returns
-    -------
-    registered : ndarray
-        Same shape as ``video``, in ``options.output_typename``'s dtype (default: the input
-        dtype, integers rounded and clipped; pyflowreg's default is float64).
-    flows : ndarray
-        (T, H, W, 2) float32 ((H, W, 2) for one frame).
-    """
-    options = _as_options(options)
-    updates: dict[str, Any] = {}
-    if flow_backend is not None:
-        updates["flow_backend"] = flow_backend
-    if backend_params is not None:
-        updates["backend_params"] = {**options.backend_params, **backend_params}
-    if get_displacement is not None:
-        updates["get_displacement_impl"] = get_displacement
-    if get_displacement_factory is not None:
-        updates["get_displacement_factory"] = get_displacement_factory
-    if updates:
-        options = options.copy(**updates)
-    if registration_config is not None and config is not None:
-        raise InvalidOptionError("pass the run settings once: registration_config= or config=")
-    config = config_for_backend(config or registration_config, options.flow_backend)
-    video = np.asarray(video)
-    if video.size == 0:
-        raise InvalidInputError("video: is empty")
-    squeeze_t = video.ndim == 2
-    squeeze_c = video.ndim == 3 or video.ndim == 2
-    if video.ndim == 2:
-        arr = video[None, :, :, None]
-    elif video.ndim == 3:
-        arr = video[..., None]
-    elif video.ndim == 4:
-        arr = video
-    else:
-        raise InvalidInputError(
-            f"video: expected (T, H, W[, C]) or (H, W), got shape {video.shape}"
-        )
-    rec = xr.DataArray(da.from_array(arr, chunks=(options.buffer_size, -1, -1, -1)), dims=DIMS)
-    rec = recording_for(rec, options, config)
-    if reference is not None:
-        reference = check_reference_shape(np.asarray(reference), *arr.shape[1:])
-    params = FlowParams.from_options(options)
-    n = arr.shape[0]
-    corrected = np.empty(arr.shape, output_dtype(options, rec))
-    flows = np.empty(arr.shape[:3] + (2,), np.float32)
-    done = [0]
-
-    def deliver(out: dict) -> None:
-        start, stop = out["start"], out["stop"]
-        corrected[start:stop] = out["corrected"]
-        flows[start:stop] = out["flow"]
-        done[0] += stop - start
-        view = out["corrected"][..., 0] if squeeze_c else out["corrected"]
-        if registered_callback is not None:
-            safe_call(registered_callback, view, start, stop)
-        if w_callback is not None:
-            safe_call(w_callback, out["flow"], start, stop)
-        if progress_callback is not None:
-            safe_call(progress_callback, done[0], n)
-
-    cfg = config or RegistrationConfig(progress=False)
-    with runner(cfg) as run:
-        ref_raw = build_reference(rec, options, params, reference, run)
-        prep = prepare_run(ref_raw, options, params, output_dtype(options, rec))
-        run_blocks_in_order(registration_blocks(rec.data, prep), run, deliver)
-    if squeeze_c:
-        corrected = corrected[..., 0]
-    if squeeze_t:
-        return corrected[0], flows[0]
-    return corrected, flows
-
-
-def compensate_pair(frame1: np.ndarray, frame2: np.ndarray, options: Any = None) -> np.ndarray:
-    """Flow (H, W, 2) of ``frame2`` registered onto ``frame1`` with the options' pipeline
-    (pre-processing included), as pyflowreg's ``compensate_pair``."""
-    f1, f2 = np.asarray(frame1), np.asarray(frame2)
-    if f1.shape != f2.shape:
-        raise InvalidInputError(f"frame2: shape {f2.shape} differs from frame1's {f1.shape}")
-    options = _as_options(options).copy(update_initialization_w=False)
-    _, flows = compensate_arr(np.stack([f1, f2]), f1, options)
-    return flows[1]

@@ -6,6 +6,7 @@ it falls in); the layout only sets how much work and memory one task takes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,15 @@ from ..options import OFOptions, RegistrationConfig
 from ..preprocess.filters import temporal_depth
 from .blocks import init_halo
 
-__all__ = ["chunk_frames", "chunk_layout", "halo_depth", "output_dtype", "recording_for"]
+__all__ = [
+    "as_options",
+    "chunk_frames",
+    "chunk_layout",
+    "halo_depth",
+    "output_dtype",
+    "reader_source",
+    "recording_for",
+]
 
 
 def chunk_frames(shape: tuple[int, ...], dtype, out_dtype, buffer_size: int, budget: int) -> int:
@@ -96,3 +105,28 @@ def recording_for(
     if rec.chunks is None or tuple(rec.data.chunks[0]) != wanted or len(rec.data.chunks[1]) > 1:
         rec = with_time_chunks(rec, wanted)
     return rec
+
+
+def as_options(options: Any) -> OFOptions:
+    """``options`` as an :class:`OFOptions` (None: defaults; a dict; a path to a saved file)."""
+    if options is None:
+        return OFOptions()
+    if isinstance(options, OFOptions):
+        return options
+    if isinstance(options, dict):
+        return OFOptions.from_dict(options)
+    if isinstance(options, (str, Path)):
+        return OFOptions.load(options)
+    raise InvalidOptionError(
+        f"options: expected an OFOptions, a dict or a path to an options file, got "
+        f"{type(options).__name__}"
+    )
+
+
+def reader_source(source: Any) -> Any:
+    """A pyflowreg-style video reader given as the input: its frames, lazily."""
+    from ..io import VideoReader, reader_recording
+
+    if isinstance(source, VideoReader):
+        return reader_recording(source)
+    return source
