@@ -15,11 +15,10 @@ import pytest
 
 import flowreg_dask
 from flowreg_dask import FlowRegLive, OFOptions
-from flowreg_dask.core.warp import warp
+from flowreg_dask.core.warp import warp, warp_into
 from flowreg_dask.datasets import synthetic_recording
 from flowreg_dask.errors import InvalidInputError, InvalidOptionError
-from flowreg_dask.live._corrector import _int_bounds
-from flowreg_dask.live._warp import warp_frame
+from flowreg_dask.kernels.cpu import remap
 from flowreg_dask.preprocess import intensity_range, smooth_frames
 
 H, W = 48, 56
@@ -270,11 +269,17 @@ def test_output_dtype_is_rounded_and_clipped(dtype):
         np.testing.assert_allclose(reg.astype(np.float64), want, rtol=1e-3, atol=0.2)
 
 
-def test_int32_bounds_stay_inside_the_dtype():
-    lo, hi = _int_bounds(np.dtype(np.int32))
-    assert int(hi) <= np.iinfo(np.int32).max and int(lo) == np.iinfo(np.int32).min
-    lo, hi = _int_bounds(np.dtype(np.uint16))
-    assert (int(lo), int(hi)) == (0, 65535)
+def test_int32_output_is_exact_at_the_ends_of_the_range():
+    """int32 outputs (wider than float32's mantissa) go through float64 rounding: the largest
+    values stay in range and exact, never wrapped."""
+    img = np.full((4, 5, 1), 2**31 + 100.0, np.float32)
+    img[0, 0, 0] = -(2.0**31) - 100
+    out = np.empty(img.shape, np.int32)
+    valid = np.empty((4, 5), np.uint8)
+    zero = np.zeros((4, 5, 2), np.float32)
+    warp_into(img, zero, img, order=3, out=out, valid=valid)
+    assert out[0, 0, 0] == np.iinfo(np.int32).min and out[1, 1, 0] == np.iinfo(np.int32).max
+    assert valid.all()
 
 
 # ---------------------------------------------------------------------------- pre-processing
@@ -374,12 +379,10 @@ def test_bad_frames():
 # ------------------------------------------------------------------------------- warp kernel
 def _kernel(img, flow, fill, order, out_dtype):
     out = np.empty(img.shape, out_dtype)
-    dt = np.dtype(out_dtype)
-    if dt.kind in "iu":
-        lo, hi = _int_bounds(dt)
-        warp_frame(img, flow, fill, order, True, lo, hi, out)
-    else:
-        warp_frame(img, flow, fill, order, False, np.float32(0), np.float32(0), out)
+    valid = np.empty(img.shape[:2], np.uint8)
+    warp_into(img, flow, fill, order=order, out=out, valid=valid)
+    want_valid = naive.warp(img, flow[..., 0], flow[..., 1], fill, order)[1]
+    np.testing.assert_array_equal(valid, want_valid)
     return out
 
 
@@ -416,10 +419,8 @@ def test_warp_frame_boundary_positions():
 
 
 def test_warp_frame_kernels_use_the_shared_flags():
-    from flowreg_dask.live import _warp
-
     for name in ("warp_frame", "_cubic_at", "_cubic_weights", "_store", "_clampi"):
-        assert getattr(_warp, name).targetoptions.get("nogil") is True, name
+        assert getattr(remap, name).targetoptions.get("nogil") is True, name
 
 
 def test_live_accuracy_is_close_to_the_offline_pipeline():

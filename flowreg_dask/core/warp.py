@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInputError, InvalidOptionError
+from ..kernels.cpu import remap as _remap
 from ..kernels.cpu import warp as _k
 from ._checks import as_hwc
 
@@ -32,6 +33,60 @@ def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind == "b":
         return values > 0.5
     return values.astype(dtype, copy=False)
+
+
+_F0 = np.float32(0.0)
+
+
+def _fused_bounds(dtype: np.dtype) -> tuple[bool, np.float32, np.float32] | None:
+    """(to_int, lo, hi) for the fused output warp into ``dtype``, or None where it cannot store
+    that dtype exactly (float16, bool, integers wider than float32's 24-bit mantissa)."""
+    if dtype.kind == "f" and dtype.itemsize >= 4:
+        return False, _F0, _F0
+    if dtype.kind in "iu" and dtype.itemsize <= 2:
+        info = np.iinfo(dtype)
+        return True, np.float32(info.min), np.float32(info.max)
+    return None
+
+
+def warp_into(
+    img: np.ndarray,
+    flow: np.ndarray,
+    fill: np.ndarray,
+    *,
+    order: int,
+    out: np.ndarray,
+    valid: np.ndarray,
+    tmp: np.ndarray | None = None,
+) -> None:
+    """Warp one frame into ``out`` of any real dtype, in one fused pass where the dtype allows.
+
+    Parameters
+    ----------
+    img : ndarray
+        (H, W, C) float32 frame.
+    flow : ndarray
+        (H, W, 2) float32 flow (u, v).
+    fill : ndarray
+        (H, W, C) float32 values of out-of-bounds pixels (the reference).
+    order : int
+        3 cubic, 1 linear, 0 nearest (:func:`interpolation_order`).
+    out : ndarray
+        (H, W, C) output: float32/float64 stored as is, 8/16-bit integers rounded half to even
+        and clipped (never wrapped); other dtypes go through ``tmp`` and :func:`cast_like`.
+    valid : ndarray
+        (H, W) uint8, receives 1 where the sample is in bounds.
+    tmp : ndarray, optional
+        (H, W, C) float32 scratch for the dtypes the fused kernel cannot store.
+    """
+    fused = _fused_bounds(out.dtype)
+    if fused is not None:
+        _remap.warp_frame(img, flow, fill, order, fused[0], fused[1], fused[2], out, valid)
+        return
+    if tmp is None:
+        tmp = np.empty(img.shape, np.float32)
+    _remap.warp_frame(img, flow, fill, order, False, _F0, _F0, tmp, valid)
+    out[...] = cast_like(tmp, out.dtype)
 
 
 def warp(
@@ -89,18 +144,9 @@ def warp(
     tmp = np.empty((h, w, nc), np.float32)
     valid = np.empty((h, w), np.uint8)
     for t in range(fr.shape[0]):
-        f = fl[t if fl.shape[0] > 1 else 0].astype(np.float32, copy=False)
+        f = np.ascontiguousarray(fl[t if fl.shape[0] > 1 else 0], dtype=np.float32)
         src = np.ascontiguousarray(fr[t], dtype=np.float32)
-        _k.warp_image(
-            src,
-            np.ascontiguousarray(f[..., 0]),
-            np.ascontiguousarray(f[..., 1]),
-            fill_f,
-            tmp,
-            order,
-            valid,
-        )
-        out[t] = cast_like(tmp, frames.dtype)
+        warp_into(src, f, fill_f, order=order, out=out[t], valid=valid, tmp=tmp)
     if stack:
         return out
     return out[0] if frames.ndim == 3 else out[0, :, :, 0]

@@ -29,21 +29,17 @@ import numpy as np
 from ..core._checks import check_finite
 from ..core.params import FlowParams, resolve_params
 from ..core.solver import make_estimator
-from ..core.warp import interpolation_order
+from ..core.warp import interpolation_order, warp_into
 from ..errors import InvalidInputError, InvalidOptionError
 from ..kernels.cpu import gaussian as _gauss
 from ..options import QUALITY_PRESETS, OFOptions
 from ..preprocess.filters import gaussian_weights, sigma_matrix
 from ..preprocess.normalize import EPS, intensity_range
-from ._warp import warp_frame
 
 __all__ = ["FlowRegLive"]
 
 #: Finest pyramid level used to pre-register a reference stack (the "balanced" preset).
 STACK_MIN_LEVEL = QUALITY_PRESETS["balanced"]
-
-_INT_KINDS = "iu"
-_F0 = np.float32(0.0)
 
 
 def _is_int(value: Any) -> bool:
@@ -96,6 +92,7 @@ class _Buffers:
     ring: np.ndarray  # (N, H, W, C) float32 pre-processed frames (N = temporal taps)
     smoothed: np.ndarray  # (H, W, C) float32 temporally filtered frame (when N > 1)
     scratch: np.ndarray  # (H, W, C) float32
+    valid: np.ndarray  # (H, W) uint8 valid mask of the last warp
     planes: np.ndarray  # (C, H, W) float32 channel planes of the frame (C > 1)
     plane_shape: tuple[int, int, int, int]  # (1, H, W, 1): a plane as a one-channel stack
 
@@ -111,6 +108,7 @@ class _Buffers:
             ring=np.zeros((n_taps, h, w, nc), f32),
             smoothed=np.empty((h, w, nc), f32),
             scratch=np.empty((h, w, nc), f32),
+            valid=np.empty((h, w), np.uint8),
             planes=np.empty((nc if nc > 1 else 0, h, w), f32),
             plane_shape=(1, h, w, 1),
         )
@@ -507,7 +505,9 @@ class FlowRegLive:
         proc = slot if n_taps == 1 else self._temporal(slot)
         flow = np.ascontiguousarray(self._estimator.flow(proc, self._init), dtype=np.float32)
         np.copyto(b.raw, arr, casting="unsafe")
-        _warp_into(b.raw, flow, self._ref_raw, self._order, out, b.warped)
+        warp_into(
+            b.raw, flow, self._ref_raw, order=self._order, out=out, valid=b.valid, tmp=b.warped
+        )
         if self._init is None:
             self._init = flow.copy()
         else:
@@ -537,8 +537,18 @@ class FlowRegLive:
         b = self._bufs
         wgt = np.float32(self.reference_update_weight)
         keep = np.float32(1.0) - wgt
-        _warp_into(b.raw, flow, self._ref_raw, self._order, b.warped, b.warped)
-        _warp_into(proc, flow, self._ref_proc, self._order, b.scratch, b.scratch)
+        warp_into(
+            b.raw, flow, self._ref_raw, order=self._order, out=b.warped, valid=b.valid, tmp=b.warped
+        )
+        warp_into(
+            proc,
+            flow,
+            self._ref_proc,
+            order=self._order,
+            out=b.scratch,
+            valid=b.valid,
+            tmp=b.scratch,
+        )
         self._ref_proc *= keep
         self._ref_proc += wgt * b.scratch
         self._ref_raw *= keep
@@ -630,28 +640,3 @@ class FlowRegLive:
             f"FlowRegLive({state}; min_level={self.options.effective_min_level}, "
             f"reference update {update})"
         )
-
-
-def _int_bounds(dtype: np.dtype) -> tuple[np.float32, np.float32]:
-    """float32 bounds inside the range of integer ``dtype`` (int32's max rounds up in float32)."""
-    info = np.iinfo(dtype)
-    lo, hi = np.float32(info.min), np.float32(info.max)
-    if int(hi) > info.max:
-        hi = np.nextafter(hi, np.float32(0.0))
-    return lo, hi
-
-
-def _warp_into(
-    img: np.ndarray, flow: np.ndarray, fill: np.ndarray, order: int, out: np.ndarray, tmp
-) -> None:
-    """Warp float32 ``img`` (H, W, C) by ``flow`` into ``out`` of any real dtype: integers are
-    rounded and clipped (never wrapped); float16, which the kernel cannot store, goes via ``tmp``
-    (H, W, C) float32."""
-    if out.dtype == np.float16:
-        warp_frame(img, flow, fill, order, False, _F0, _F0, tmp)
-        np.copyto(out, tmp, casting="unsafe")
-    elif out.dtype.kind in _INT_KINDS:
-        lo, hi = _int_bounds(out.dtype)
-        warp_frame(img, flow, fill, order, True, lo, hi, out)
-    else:
-        warp_frame(img, flow, fill, order, False, _F0, _F0, out)

@@ -56,7 +56,7 @@ class RegistrationConfig(StrictModel):
     verbose: bool = Field(default=False, description="Print more information (True = more output).")
     progress: bool = Field(default=True, description="Show a progress bar.")
     chunk_memory: int = Field(
-        default=256 * 2**20,
+        default=96 * 2**20,
         ge=16 * 2**20,
         description=(
             "Bytes of working memory one time chunk may use while it is registered (raw, "

@@ -26,7 +26,7 @@ from .._constants import STAT_NAMES
 from ..core.custom import CallableEstimator
 from ..core.params import FlowParams
 from ..core.solver import FlowEstimator, make_estimator
-from ..core.warp import cast_like, interpolation_order
+from ..core.warp import interpolation_order, warp_into
 from ..kernels.cpu import warp as _kwarp
 from ..kernels.cpu.resample import resize
 from ..preprocess.filters import smooth_frames
@@ -250,17 +250,16 @@ def warp_frames(
     tmp = np.empty((h, w, nc), np.float32)
     fill = np.ascontiguousarray(fill, dtype=np.float32)
     for k in range(t):
-        _kwarp.warp_image(
+        warp_into(
             np.ascontiguousarray(raw[k], dtype=np.float32),
-            np.ascontiguousarray(flows[k, ..., 0]),
-            np.ascontiguousarray(flows[k, ..., 1]),
+            np.ascontiguousarray(flows[k], dtype=np.float32),
             fill,
-            tmp,
-            order,
-            valid[k],
+            order=order,
+            out=out[k],
+            valid=valid[k],
+            tmp=tmp,
         )
-        out[k] = cast_like(tmp, out_dtype)
-    return out, valid.astype(bool)
+    return out, valid.view(bool)
 
 
 def _preprocessed_raw(fn: Any, raw: np.ndarray) -> np.ndarray:

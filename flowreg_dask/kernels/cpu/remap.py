@@ -1,12 +1,13 @@
-"""Fused warp of one raw frame for the live corrector: read the raw dtype, interpolate, fill out
-of bounds from the reference, round and clip into the output dtype, all in one pass.
+"""Fused output warp of one frame: interpolate, fill out of bounds from the reference, mark the
+valid pixels, round and clip into the output dtype, all in one pass. The pipeline's final warp,
+``apply_flow``, the reference's warps and the live corrector all write their frames with it.
 
 Same sampling rule as :func:`flowreg_dask.kernels.cpu.warp.warp_image` (method spec §1.8; Keys
 cubic a = -0.75, bilinear or nearest, replicate border, fill where ``x + u`` is outside [0, w) or
 ``y + v`` outside [0, h)). It differs in what it reads and writes: the flow as the (H, W, 2) array
 the estimator returns (no u/v copies), and the output in the caller's dtype (integers rounded half
 to even and clipped, as ``cast_like``), so the registered frame is written once, straight into the
-array returned to the user. The interpolation weights are computed once per pixel for all
+output array. The interpolation weights are computed once per pixel for all
 channels, floor() is a cast (positions are >= 0 once in bounds), and a single-channel frame uses a
 constant channel index. At 256x256 x 1 channel the cubic warp takes about a third of the time of
 the general kernel (0.5 vs 1.6 ms on one core), which lets the live corrector reach 150 frames/s.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..kernels.cpu._flags import JIT
+from ._flags import JIT
 
 __all__ = ["warp_frame"]
 
@@ -71,7 +72,7 @@ def _cubic_at(img, c, xs, ys, wx, wy):
 
 
 @numba.njit(**JIT)
-def warp_frame(img, flow, fill, order, to_int, lo, hi, out):
+def warp_frame(img, flow, fill, order, to_int, lo, hi, out, valid):
     """Backward warp ``out(y, x) = img(y + v(y, x), x + u(y, x))``.
 
     Parameters
@@ -90,6 +91,8 @@ def warp_frame(img, flow, fill, order, to_int, lo, hi, out):
         Clip range (float32 values inside the output dtype's range).
     out : (h, w, C) array
         Output, any real dtype.
+    valid : (h, w) uint8
+        1 where the sample is inside the frame, 0 where ``fill`` was used.
     """
     h, w, nc = img.shape
     wm1 = np.float32(w - 1)
@@ -101,9 +104,11 @@ def warp_frame(img, flow, fill, order, to_int, lo, hi, out):
             mx = np.float32(x) + flow[y, x, 0]
             my = np.float32(y) + flow[y, x, 1]
             if not (mx >= 0 and mx < w and my >= 0 and my < h):
+                valid[y, x] = 0
                 for c in range(nc):
                     _store(out, y, x, c, fill[y, x, c], to_int, lo, hi)
                 continue
+            valid[y, x] = 1
             # in bounds: 0 <= mx, my, so int() is floor() (and much cheaper than math.floor)
             mx = min(mx, wm1)
             my = min(my, hm1)
