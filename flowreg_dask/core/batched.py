@@ -28,7 +28,7 @@ from ..errors import BackendUnavailableError, InvalidInputError, InvalidOptionEr
 from ..kernels.gpu import ops
 from ..kernels.gpu.device import is_cupy, require_cupy, to_host
 from ._checks import as_hwc, check_finite
-from .coarse_to_fine import LevelData, build_levels, rigid_initialised, variational
+from .coarse_to_fine import LevelData, LevelOps, build_levels, rigid_initialised, variational
 from .params import FlowParams
 
 __all__ = ["BatchedFlowEstimator", "make_batched_estimator", "BACKEND_PARAMS"]
@@ -38,7 +38,7 @@ HOST_BATCH_BUDGET = 256 * 2**20  # bytes of working memory per batch with xp=num
 BACKEND_PARAMS = ("batch_size", "fused", "memory_fraction")
 
 
-class _BatchedLevelOps:
+class _BatchedLevelOps(LevelOps):
     """The batched array operations as the driver's per-level operations: images
     (B, C, h, w), flow components (B, h, w), on the array module ``xp``."""
 

@@ -6,8 +6,9 @@ around it, written once:
 
 * the level plan (:func:`build_levels`: pyramid, per-level reference, channel weights and
   regularisation),
-* the pass over the pyramid (:func:`pyramid_pass`: initial flow, warps, increments, median,
-  graduated non-convexity with its warping steps) and the GNC schedule (:func:`variational`),
+* one level of the solve (:meth:`LevelOps.level`: initial flow, warp, increments, median,
+  graduated non-convexity with its warping steps), the pass over the pyramid
+  (:func:`pyramid_pass`) and the GNC schedule (:func:`variational`),
 * the rigid (phase-correlation) pre-alignment of ``cc_initialization`` and the composition of
   the two warps (:func:`rigid_initialised`).
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -129,30 +130,82 @@ def build_levels(reference: np.ndarray, params: FlowParams) -> LevelPlan:
     )
 
 
-class LevelOps(Protocol):
+class LevelOps:
     """The per-level arithmetic of a backend, on its own array layout.
 
     ``moving`` is the backend's full-resolution frame (or batch of frames), flows ``u``/``v`` are
-    in pixels of the level they live on; ``k`` indexes the backend's levels (coarsest first).
+    in pixels of the level they live on; ``k`` indexes :attr:`levels` (coarsest first). A
+    backend implements the fine-grained operations; :meth:`level` composes them into one level
+    of the solve, and a backend may replace it by a fused equivalent (the numba backend runs it
+    as one compiled call; the tests check that both give the same flows).
     """
+
+    levels: Sequence[Any]
 
     def resize(self, moving: Any, height: int, width: int) -> Any:
         """``moving`` resampled (area-averaged when shrinking) to ``height`` x ``width``."""
+        raise NotImplementedError
 
     def resize_flow(self, u: Any, height: int, width: int, *, antialias: bool = True) -> Any:
         """One flow component resampled to ``height`` x ``width``."""
+        raise NotImplementedError
 
     def zeros_flow(self, height: int, width: int) -> Any:
         """A zero flow component of a level."""
+        raise NotImplementedError
 
     def warp(self, k: int, f2: Any, u: Any, v: Any) -> Any:
         """``f2`` (the moving image at level ``k``) warped by (``u``, ``v``) (bicubic)."""
+        raise NotImplementedError
 
     def solve(self, k: int, f2w: Any, u: Any, v: Any, beta: float) -> tuple[Any, Any]:
         """Increments (du, dv) of level ``k`` around the flow (``u``, ``v``)."""
+        raise NotImplementedError
 
     def median(self, a: Any) -> Any:
         """5x5 median of a flow component (new array)."""
+        raise NotImplementedError
+
+    def level(
+        self, k: int, moving: Any, u: Any, v: Any, *, beta: float, gnc: bool, warping_steps: int
+    ) -> tuple[Any, Any]:
+        """Solve level ``k``; returns its flow.
+
+        ``u``/``v`` is the flow of the coarser level (for ``k == 0`` the initial flow at full
+        resolution, or None to start from zero). Without GNC the level solves once and the 5x5
+        median filters the increments (the coarsest level without an initial flow is not
+        warped); with GNC (robustness ``beta``) it re-warps ``warping_steps`` times and the
+        median filters the accumulated flow.
+        """
+        lv = self.levels[k].level
+        f2 = self.resize(moving, lv.height, lv.width)
+        has_flow = u is not None
+        if has_flow:
+            u = self.resize_flow(u, lv.height, lv.width)
+            v = self.resize_flow(v, lv.height, lv.width)
+        else:
+            u = self.zeros_flow(lv.height, lv.width)
+            v = self.zeros_flow(lv.height, lv.width)
+        use_median = min(lv.height, lv.width) > 5
+        if not gnc:
+            # The coarsest level is warped too when an initial flow is given: the linearisation
+            # must be taken around the current estimate (the reference implementation skips
+            # this warp, which makes large initial flows overshoot).
+            f2w = self.warp(k, f2, u, v) if has_flow else f2
+            du, dv = self.solve(k, f2w, u, v, beta)
+            if use_median:
+                du = self.median(du)
+                dv = self.median(dv)
+            return u + du, v + dv
+        for _ in range(warping_steps):
+            f2w = self.warp(k, f2, u, v)
+            du, dv = self.solve(k, f2w, u, v, beta)
+            u = u + du
+            v = v + dv
+            if use_median:
+                u = self.median(u)
+                v = self.median(v)
+        return u, v
 
 
 def pyramid_pass(
@@ -167,47 +220,11 @@ def pyramid_pass(
     warping_steps: int,
     out_hw: tuple[int, int],
 ) -> tuple[Any, Any]:
-    """One pass over the pyramid, coarsest to finest; returns the flow at ``out_hw``.
-
-    Without GNC each level solves once and the 5x5 median filters the increments; with GNC
-    (``gnc=True``, robustness ``beta``) each level re-warps ``warping_steps`` times and the
-    median filters the accumulated flow. ``u0``/``v0`` (full resolution) or None start it.
-    """
-    u = v = None
-    for k, ld in enumerate(levels):
-        lv = ld.level
-        f2 = ops.resize(moving, lv.height, lv.width)
-        if k == 0:
-            if u0 is None:
-                u = ops.zeros_flow(lv.height, lv.width)
-                v = ops.zeros_flow(lv.height, lv.width)
-            else:
-                u = ops.resize_flow(u0, lv.height, lv.width)
-                v = ops.resize_flow(v0, lv.height, lv.width)
-        else:
-            u = ops.resize_flow(u, lv.height, lv.width)
-            v = ops.resize_flow(v, lv.height, lv.width)
-        use_median = min(lv.height, lv.width) > 5
-        if not gnc:
-            # The coarsest level is warped too when an initial flow is given: the linearisation
-            # must be taken around the current estimate (the reference implementation skips
-            # this warp, which makes large initial flows overshoot).
-            f2w = f2 if (k == 0 and u0 is None) else ops.warp(k, f2, u, v)
-            du, dv = ops.solve(k, f2w, u, v, beta)
-            if use_median:
-                du = ops.median(du)
-                dv = ops.median(dv)
-            u = u + du
-            v = v + dv
-        else:
-            for _ in range(warping_steps):
-                f2w = ops.warp(k, f2, u, v)
-                du, dv = ops.solve(k, f2w, u, v, beta)
-                u = u + du
-                v = v + dv
-                if use_median:
-                    u = ops.median(u)
-                    v = ops.median(v)
+    """One pass over the pyramid, coarsest to finest (:meth:`LevelOps.level` per level); returns
+    the flow at ``out_hw``. ``u0``/``v0`` (full resolution) or None start it."""
+    u, v = u0, v0
+    for k in range(len(levels)):
+        u, v = ops.level(k, moving, u, v, beta=beta, gnc=gnc, warping_steps=warping_steps)
     h, w = out_hw
     if u.shape[-2:] != (h, w):
         u = ops.resize_flow(u, h, w, antialias=False)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError, InvalidOptionError
+from ..kernels.cpu import level as _level
 from ..kernels.cpu import median as _median
 from ..kernels.cpu import sor as _sor
 from ..kernels.cpu import tensors as _tensors
@@ -19,7 +20,7 @@ from ..kernels.cpu import warp as _kwarp
 from ..kernels.cpu.resample import resize
 from ..options import FlowBackend, choice
 from ._checks import as_hwc, check_finite
-from .coarse_to_fine import LevelPlan, build_levels, rigid_initialised, variational
+from .coarse_to_fine import LevelOps, LevelPlan, build_levels, rigid_initialised, variational
 from .params import FlowParams, resolve_params
 
 __all__ = ["get_displacement", "get_displacements", "FlowEstimator", "make_estimator"]
@@ -27,15 +28,56 @@ __all__ = ["get_displacement", "get_displacements", "FlowEstimator", "make_estim
 _TENSORS = {"gc": _tensors.tensor_gc, "gray": _tensors.tensor_gray, "cs": _tensors.tensor_cs}
 
 
-class _NumbaLevelOps:
+class _NumbaLevelOps(LevelOps):
     """The numba kernels as the driver's per-level operations, one frame at a time: images
-    (h, w, C), flow components (h, w)."""
+    (h, w, C), flow components (h, w). :meth:`level` runs the whole level as one compiled call
+    (:func:`flowreg_dask.kernels.cpu.level.level_step`); :meth:`composed_level` is the
+    driver's composition of the same kernels (the tests check that both agree)."""
 
     def __init__(self, plan: LevelPlan, params: FlowParams) -> None:
         self.levels = plan.levels
         self.params = params
         self.a_data = plan.a_data
         self.tensor = _TENSORS[params.constancy_assumption]
+        self.term = _level.TERMS[params.constancy_assumption]
+        h, w, _ = plan.shape
+        self._dummy = np.zeros((1, 1), np.float32)
+        self._fused = []
+        prev = (h, w)
+        for ld in plan.levels:
+            lv = ld.level
+            self._fused.append(
+                (
+                    _level.resize_plan(h, w, lv.height, lv.width),
+                    _level.resize_plan(*prev, lv.height, lv.width),
+                    np.float32(lv.hx),
+                    np.float32(lv.hy),
+                    np.float32(1.0 / lv.hx),
+                    np.float32(1.0 / lv.hy),
+                    np.float32(ld.alpha[0]),
+                    np.float32(ld.alpha[1]),
+                )
+            )
+            prev = (lv.height, lv.width)
+
+    def level(self, k: int, moving, u, v, *, beta: float, gnc: bool, warping_steps: int):
+        mplan, fplan, hx, hy, ihx, ihy, ax, ay = self._fused[k]
+        has_flow = u is not None
+        if not has_flow:
+            u = v = self._dummy
+        elif k == 0:  # an initial flow at full resolution: the moving frame's plan
+            fplan = mplan
+        ld = self.levels[k]
+        p = self.params
+        return _level.level_step(
+            moving, mplan, u, v, fplan, has_flow, ld.ref, ld.weight, hx, hy, ihx, ihy, ax, ay,
+            p.iterations, p.update_lag, self.a_data, np.float32(p.a_smooth), np.float32(beta),
+            np.float32(p.omega), self.term, gnc, warping_steps,
+        )  # fmt: skip
+
+    def composed_level(self, k: int, moving, u, v, **kw):
+        """:meth:`LevelOps.level`: the same level composed from the separate kernels."""
+        return LevelOps.level(self, k, moving, u, v, **kw)
 
     @staticmethod
     def resize(moving: np.ndarray, height: int, width: int) -> np.ndarray:

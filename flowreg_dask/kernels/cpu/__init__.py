@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 
-_MODULES = ("gaussian", "median", "remap", "resample", "sor", "tensors", "warp")
+_MODULES = ("gaussian", "level", "median", "remap", "resample", "sor", "tensors", "warp")
 
 
 def cache_is_warm() -> bool | None:
