@@ -244,26 +244,33 @@ def _smooth_fold(us, vs, WE, WS, h, w, base, SW, Su, Sv):
         up = base[D - 1] + Y0 - 1
         rt = base[D + 1] + Y0
         dn = base[D + 1] + Y0 + 1
+        wwr = WE[lf:]
+        wer = WE[c:]
+        wnr = WS[up:]
+        wsr = WS[c:]
+        uc = us[c:]
+        ul = us[lf:]
+        ur = us[rt:]
+        un = us[up:]
+        ud = us[dn:]
+        vc = vs[c:]
+        vl = vs[lf:]
+        vr = vs[rt:]
+        vn = vs[up:]
+        vd = vs[dn:]
+        swr = SW[c:]
+        sur = Su[c:]
+        svr = Sv[c:]
         for i in range(n):
-            ww = WE[lf + i]
-            we = WE[c + i]
-            wn = WS[up + i]
-            ws = WS[c + i]
-            u0 = us[c + i]
-            v0 = vs[c + i]
-            Su[c + i] = (
-                ww * (us[lf + i] - u0)
-                + we * (us[rt + i] - u0)
-                + wn * (us[up + i] - u0)
-                + ws * (us[dn + i] - u0)
-            )
-            Sv[c + i] = (
-                ww * (vs[lf + i] - v0)
-                + we * (vs[rt + i] - v0)
-                + wn * (vs[up + i] - v0)
-                + ws * (vs[dn + i] - v0)
-            )
-            SW[c + i] = ww + we + wn + ws
+            ww = wwr[i]
+            we = wer[i]
+            wn = wnr[i]
+            ws = wsr[i]
+            u0 = uc[i]
+            v0 = vc[i]
+            sur[i] = ww * (ul[i] - u0) + we * (ur[i] - u0) + wn * (un[i] - u0) + ws * (ud[i] - u0)
+            svr[i] = ww * (vl[i] - v0) + we * (vr[i] - v0) + wn * (vn[i] - v0) + ws * (vd[i] - v0)
+            swr[i] = ww + we + wn + ws
 
 
 @numba.njit(**JIT)
