@@ -55,7 +55,7 @@ def test_every_kernel_is_nogil():
         "tensors.tensor_gc",
         "tensors.tensor_gray",
         "tensors.tensor_cs",
-        "sor.solve_level",
+        "sor.solve_level_ws",
     ):
         assert f"flowreg_dask.kernels.cpu.{name}" in found, name
     for name, disp in found.items():
@@ -415,6 +415,30 @@ def test_solve_level_lag_cadence_and_single_sweep():
         scale = max(np.abs(wdu).max(), np.abs(wdv).max())
         _close(du, wdu, rtol=1e-4, atol=1e-4 * scale)
         _close(dv, wdv, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_solve_level_workspace_contents_do_not_matter():
+    """The per-thread scratch is reused across level sizes: a NaN-filled workspace, and a kept
+    workspace after a larger and a smaller level, give the results of a fresh one."""
+    rng = _rng(19)
+    args = (1.0, 2.0, 1.5, 1.0, 6, 2, [0.5, 0.7], 0.5, 1.0, 1.95)
+    J, W, u, v = _random_problem(rng, 9, 7, 2)
+    first = _kernel_solve(J, W, u, v, *args)
+    _kernel_solve(*_random_problem(rng, 13, 11, 2), *args)
+    _kernel_solve(*_random_problem(rng, 5, 4, 2), *args)
+    again = _kernel_solve(J, W, u, v, *args)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    du = np.empty((9, 7), np.float32)
+    dv = np.empty_like(du)
+    ws = np.full(sor.workspace_size(9, 7, 2), np.nan, np.float32)
+    sor.solve_level_ws(
+        np.ascontiguousarray(J.transpose(2, 3, 0, 1)),
+        np.ascontiguousarray(W.transpose(2, 0, 1)),
+        u, v, 1.0, 2.0, 1.5, 1.0, 6, 2, _f32([0.5, 0.7]), 0.5, 1.0, 1.95, du, dv, ws,
+    )  # fmt: skip
+    np.testing.assert_array_equal(du, first[0])
+    np.testing.assert_array_equal(dv, first[1])
 
 
 def test_solve_level_zero_tensor_and_flat_flow_gives_zero():
