@@ -55,7 +55,7 @@ def test_every_kernel_is_nogil():
         "tensors.tensor_gc",
         "tensors.tensor_gray",
         "tensors.tensor_cs",
-        "sor.solve_level",
+        "sor.solve_level_ws",
     ):
         assert f"flowreg_dask.kernels.cpu.{name}" in found, name
     for name, disp in found.items():
@@ -417,6 +417,30 @@ def test_solve_level_lag_cadence_and_single_sweep():
         _close(dv, wdv, rtol=1e-4, atol=1e-4 * scale)
 
 
+def test_solve_level_workspace_contents_do_not_matter():
+    """The per-thread scratch is reused across level sizes: a NaN-filled workspace, and a kept
+    workspace after a larger and a smaller level, give the results of a fresh one."""
+    rng = _rng(19)
+    args = (1.0, 2.0, 1.5, 1.0, 6, 2, [0.5, 0.7], 0.5, 1.0, 1.95)
+    J, W, u, v = _random_problem(rng, 9, 7, 2)
+    first = _kernel_solve(J, W, u, v, *args)
+    _kernel_solve(*_random_problem(rng, 13, 11, 2), *args)
+    _kernel_solve(*_random_problem(rng, 5, 4, 2), *args)
+    again = _kernel_solve(J, W, u, v, *args)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    du = np.empty((9, 7), np.float32)
+    dv = np.empty_like(du)
+    ws = np.full(sor.workspace_size(9, 7, 2), np.nan, np.float32)
+    sor.solve_level_ws(
+        np.ascontiguousarray(J.transpose(2, 3, 0, 1)),
+        np.ascontiguousarray(W.transpose(2, 0, 1)),
+        u, v, 1.0, 2.0, 1.5, 1.0, 6, 2, _f32([0.5, 0.7]), 0.5, 1.0, 1.95, du, dv, ws,
+    )  # fmt: skip
+    np.testing.assert_array_equal(du, first[0])
+    np.testing.assert_array_equal(dv, first[1])
+
+
 def test_solve_level_zero_tensor_and_flat_flow_gives_zero():
     J = np.zeros((6, 7, 1, 6), np.float32)
     W = np.ones((6, 7, 1), np.float32)
@@ -424,6 +448,68 @@ def test_solve_level_zero_tensor_and_flat_flow_gives_zero():
     du, dv = _kernel_solve(J, W, z, z, 1.0, 1.0, 1.0, 1.0, 7, 3, [0.5], 0.5, 1.0, 1.95)
     np.testing.assert_array_equal(du, 0.0)
     np.testing.assert_array_equal(dv, 0.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (5, 8), (13, 6), (17, 19)])
+@pytest.mark.parametrize("const", [False, True])
+def test_wavefront_sweep_is_the_row_major_sweep(shape, const):
+    """The diagonal-by-diagonal sweep of the solver against the row-major reference sweep
+    ``sor._sweep`` on random coefficients (padded layout, zero edge weights towards the ring),
+    including the layout round trip and the constant-weight variant."""
+    rng = _rng(18)
+    h, w = shape
+    omega = np.float32(1.7)
+    wx, wy = np.float32(0.8), np.float32(1.3)
+    WE = np.zeros((h + 2, w + 2), np.float32)
+    WS = np.zeros((h + 2, w + 2), np.float32)
+    WE[1 : h + 1, 1:w] = wx if const else _f32(rng.random((h, w - 1)) + 0.2)
+    WS[1:h, 1 : w + 1] = wy if const else _f32(rng.random((h - 1, w)) + 0.2)
+    pad = np.zeros((h + 2, w + 2), np.float32)
+    coef = {}
+    for name, lo, hi in (
+        ("A12", -0.3, 0.3),
+        ("Lu", -1, 1),
+        ("Lv", -1, 1),
+        ("d1", 3, 5),
+        ("d2", 3, 5),
+    ):
+        a = pad.copy()
+        a[1 : h + 1, 1 : w + 1] = _f32(rng.uniform(lo, hi, (h, w)))
+        coef[name] = a
+    inv1 = np.where(coef["d1"] != 0, 1 / np.where(coef["d1"] != 0, coef["d1"], 1), 0).astype(
+        np.float32
+    )
+    inv2 = np.where(coef["d2"] != 0, 1 / np.where(coef["d2"] != 0, coef["d2"], 1), 0).astype(
+        np.float32
+    )
+    du0 = _f32(rng.standard_normal((h, w)))
+    dv0 = _f32(rng.standard_normal((h, w)))
+    want_u, want_v = pad.copy(), pad.copy()
+    want_u[1 : h + 1, 1 : w + 1] = du0
+    want_v[1 : h + 1, 1 : w + 1] = dv0
+    for _ in range(3):
+        sor._sweep(want_u, want_v, WE, WS, coef["A12"], inv1, inv2, coef["Lu"], coef["Lv"], omega)
+
+    base, nf = sor._diag_bases(h, w)
+
+    def diag(a, oy=1, ox=1):
+        t = np.zeros(nf, np.float32)
+        sor._to_diag(a, oy, ox, h, w, base, t)
+        return t
+
+    du, dv = diag(du0, 0, 0), diag(dv0, 0, 0)
+    args = (diag(coef["A12"]), diag(omega * inv1), diag(omega * inv2))
+    args += (diag(coef["Lu"]), diag(coef["Lv"]), omega, h, w, base)
+    for _ in range(3):
+        if const:
+            sor._wave_sweep_const(du, dv, wx, wy, *args)
+        else:
+            sor._wave_sweep(du, dv, diag(WE), diag(WS), *args)
+    got_u, got_v = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    sor._from_diag(du, h, w, base, got_u, 0, 0)
+    sor._from_diag(dv, h, w, base, got_v, 0, 0)
+    _close(got_u, want_u[1 : h + 1, 1 : w + 1], rtol=1e-5, atol=1e-5)
+    _close(got_v, want_v[1 : h + 1, 1 : w + 1], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(9, 7, 11, 2), (3, 5, 4, 1)])

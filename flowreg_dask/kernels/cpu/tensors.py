@@ -19,8 +19,27 @@ CENSUS_EPS = np.float32(0.1 / 255.0)
 
 
 @numba.njit(**JIT)
+def _pad_planes(f, out):
+    """``out`` (C, h + 2, w + 2): the channels of ``f`` (h, w, C) as planes with one replicated
+    border pixel, which is the clamped-neighbour rule of the derivatives."""
+    h, w, nc = f.shape
+    for c in range(nc):
+        for yy in range(h + 2):
+            y = min(max(yy - 1, 0), h - 1)
+            o = out[c, yy]
+            o[0] = f[y, 0, c]
+            for x in range(w):
+                o[x + 1] = f[y, x, c]
+            o[w + 1] = f[y, w - 1, c]
+
+
+@numba.njit(**JIT)
 def tensor_gc(f1, f2, hy, hx, J):
-    """Gradient constancy with Zimmer-style normalisation (``"gc"``)."""
+    """Gradient constancy with Zimmer-style normalisation (``"gc"``).
+
+    Works on padded channel planes (:func:`_pad_planes`), so the row loops have no clamping and
+    vectorise.
+    """
     h, w, nc = f1.shape
     ihx2 = np.float32(1.0 / (2.0 * hx))
     ihy2 = np.float32(1.0 / (2.0 * hy))
@@ -29,31 +48,33 @@ def tensor_gc(f1, f2, hy, hx, J):
     half = np.float32(0.5)
     two = np.float32(2.0)
     eps = np.float32(1e-6)
-    for y in range(h):
-        ym = max(y - 1, 0)
-        yp = min(y + 1, h - 1)
-        for x in range(w):
-            xm = max(x - 1, 0)
-            xp = min(x + 1, w - 1)
-            for c in range(nc):
-                # fx (average of both frames) on rows yp and ym -> fxy
-                fx_p = (f1[yp, xp, c] - f1[yp, xm, c] + f2[yp, xp, c] - f2[yp, xm, c]) * ihx2 * half
-                fx_m = (f1[ym, xp, c] - f1[ym, xm, c] + f2[ym, xp, c] - f2[ym, xm, c]) * ihx2 * half
+    one = np.float32(1.0)
+    P1 = np.empty((nc, h + 2, w + 2), np.float32)
+    P2 = np.empty((nc, h + 2, w + 2), np.float32)
+    _pad_planes(f1, P1)
+    _pad_planes(f2, P2)
+    # direct indexing (no row views): the vectoriser then sees one base pointer per array and
+    # needs few run-time alias checks (with 12 separate row pointers it gives up)
+    for c in range(nc):
+        for y in range(h):
+            m = y
+            z = y + 1
+            p = y + 2
+            for x in range(w):
+                # padded row/column k + 1 is pixel k; k and k + 2 its (clamped) neighbours
+                fx_p = (P1[c, p, x + 2] - P1[c, p, x] + P2[c, p, x + 2] - P2[c, p, x]) * ihx2 * half
+                fx_m = (P1[c, m, x + 2] - P1[c, m, x] + P2[c, m, x + 2] - P2[c, m, x]) * ihx2 * half
                 fxy = (fx_p - fx_m) * ihy2
-                fxt = (f2[y, xp, c] - f1[y, xp, c] - f2[y, xm, c] + f1[y, xm, c]) * ihx2
-                fyt = (f2[yp, x, c] - f1[yp, x, c] - f2[ym, x, c] + f1[ym, x, c]) * ihy2
-                c1 = f1[y, x, c]
-                c2 = f2[y, x, c]
-                fxx = (
-                    f1[y, xp, c] - two * c1 + f1[y, xm, c] + f2[y, xp, c] - two * c2 + f2[y, xm, c]
-                )
-                fxx *= half * ihxx
-                fyy = (
-                    f1[yp, x, c] - two * c1 + f1[ym, x, c] + f2[yp, x, c] - two * c2 + f2[ym, x, c]
-                )
-                fyy *= half * ihyy
-                rx = np.float32(1.0) / (fxx * fxx + fxy * fxy + eps)
-                ry = np.float32(1.0) / (fxy * fxy + fyy * fyy + eps)
+                fxt = (P2[c, z, x + 2] - P1[c, z, x + 2] - P2[c, z, x] + P1[c, z, x]) * ihx2
+                fyt = (P2[c, p, x + 1] - P1[c, p, x + 1] - P2[c, m, x + 1] + P1[c, m, x + 1]) * ihy2
+                c1 = P1[c, z, x + 1]
+                c2 = P2[c, z, x + 1]
+                fxx = P1[c, z, x + 2] - two * c1 + P1[c, z, x] + P2[c, z, x + 2] - two * c2
+                fxx = (fxx + P2[c, z, x]) * (half * ihxx)
+                fyy = P1[c, p, x + 1] - two * c1 + P1[c, m, x + 1] + P2[c, p, x + 1] - two * c2
+                fyy = (fyy + P2[c, m, x + 1]) * (half * ihyy)
+                rx = one / (fxx * fxx + fxy * fxy + eps)
+                ry = one / (fxy * fxy + fyy * fyy + eps)
                 J[c, 0, y, x] = rx * fxx * fxx + ry * fxy * fxy
                 J[c, 1, y, x] = rx * fxy * fxy + ry * fyy * fyy
                 J[c, 2, y, x] = rx * fxt * fxt + ry * fyt * fyt
@@ -64,20 +85,24 @@ def tensor_gc(f1, f2, hy, hx, J):
 
 @numba.njit(**JIT)
 def tensor_gray(f1, f2, hy, hx, J):
-    """Brightness constancy (``"gray"``), no normalisation."""
+    """Brightness constancy (``"gray"``), no normalisation (padded planes, like
+    :func:`tensor_gc`)."""
     h, w, nc = f1.shape
     ihx2 = np.float32(0.5 / (2.0 * hx))
     ihy2 = np.float32(0.5 / (2.0 * hy))
-    for y in range(h):
-        ym = max(y - 1, 0)
-        yp = min(y + 1, h - 1)
-        for x in range(w):
-            xm = max(x - 1, 0)
-            xp = min(x + 1, w - 1)
-            for c in range(nc):
-                fx = (f1[y, xp, c] - f1[y, xm, c] + f2[y, xp, c] - f2[y, xm, c]) * ihx2
-                fy = (f1[yp, x, c] - f1[ym, x, c] + f2[yp, x, c] - f2[ym, x, c]) * ihy2
-                ft = f2[y, x, c] - f1[y, x, c]
+    P1 = np.empty((nc, h + 2, w + 2), np.float32)
+    P2 = np.empty((nc, h + 2, w + 2), np.float32)
+    _pad_planes(f1, P1)
+    _pad_planes(f2, P2)
+    for c in range(nc):
+        for y in range(h):
+            m = y
+            z = y + 1
+            p = y + 2
+            for x in range(w):
+                fx = (P1[c, z, x + 2] - P1[c, z, x] + P2[c, z, x + 2] - P2[c, z, x]) * ihx2
+                fy = (P1[c, p, x + 1] - P1[c, m, x + 1] + P2[c, p, x + 1] - P2[c, m, x + 1]) * ihy2
+                ft = P2[c, z, x + 1] - P1[c, z, x + 1]
                 J[c, 0, y, x] = fx * fx
                 J[c, 1, y, x] = fy * fy
                 J[c, 2, y, x] = ft * ft

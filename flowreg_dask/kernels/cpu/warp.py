@@ -86,48 +86,27 @@ def warp_image(img, u, v, fill, out, order, valid):
                     bot = img[y1, x0, c] * (one - tx) + img[y1, x1, c] * tx
                     out[y, x, c] = top * (one - ty) + bot * ty
             else:
-                x0 = int(math.floor(mx))
-                y0 = int(math.floor(my))
-                wx0, wx1, wx2, wx3 = _cubic_weights(mx - x0)
-                wy0, wy1, wy2, wy3 = _cubic_weights(my - y0)
-                if x0 >= 1 and x0 + 2 < w and y0 >= 1 and y0 + 2 < h:
-                    # interior: the 4x4 neighbourhood needs no border replication
-                    for c in range(nc):
-                        acc = np.float32(0.0)
-                        for k in range(4):
-                            row = img[y0 - 1 + k]
-                            r = (
-                                wx0 * row[x0 - 1, c]
-                                + wx1 * row[x0, c]
-                                + wx2 * row[x0 + 1, c]
-                                + wx3 * row[x0 + 2, c]
-                            )
-                            if k == 0:
-                                acc += wy0 * r
-                            elif k == 1:
-                                acc += wy1 * r
-                            elif k == 2:
-                                acc += wy2 * r
-                            else:
-                                acc += wy3 * r
-                        out[y, x, c] = acc
-                    continue
-                xa = _clampi(x0 - 1, w)
-                xb = x0
-                xc = _clampi(x0 + 1, w)
-                xd = _clampi(x0 + 2, w)
-                ya = _clampi(y0 - 1, h)
-                yb = y0
-                yc = _clampi(y0 + 1, h)
-                yd = _clampi(y0 + 2, h)
+                # clamped taps computed branch-free (replicate border); float32 floor
+                fx = np.floor(mx)
+                fy = np.floor(my)
+                x0 = np.int64(fx)
+                y0 = np.int64(fy)
+                wx0, wx1, wx2, wx3 = _cubic_weights(mx - fx)
+                wy0, wy1, wy2, wy3 = _cubic_weights(my - fy)
+                xa = max(x0 - 1, 0)
+                xc = min(x0 + 1, w - 1)
+                xd = min(x0 + 2, w - 1)
+                ya = max(y0 - 1, 0)
+                yc = min(y0 + 1, h - 1)
+                yd = min(y0 + 2, h - 1)
                 for c in range(nc):
-                    r0 = wx0 * img[ya, xa, c] + wx1 * img[ya, xb, c] + wx2 * img[ya, xc, c]
+                    r0 = wx0 * img[ya, xa, c] + wx1 * img[ya, x0, c] + wx2 * img[ya, xc, c]
                     r0 += wx3 * img[ya, xd, c]
-                    r1 = wx0 * img[yb, xa, c] + wx1 * img[yb, xb, c] + wx2 * img[yb, xc, c]
-                    r1 += wx3 * img[yb, xd, c]
-                    r2 = wx0 * img[yc, xa, c] + wx1 * img[yc, xb, c] + wx2 * img[yc, xc, c]
+                    r1 = wx0 * img[y0, xa, c] + wx1 * img[y0, x0, c] + wx2 * img[y0, xc, c]
+                    r1 += wx3 * img[y0, xd, c]
+                    r2 = wx0 * img[yc, xa, c] + wx1 * img[yc, x0, c] + wx2 * img[yc, xc, c]
                     r2 += wx3 * img[yc, xd, c]
-                    r3 = wx0 * img[yd, xa, c] + wx1 * img[yd, xb, c] + wx2 * img[yd, xc, c]
+                    r3 = wx0 * img[yd, xa, c] + wx1 * img[yd, x0, c] + wx2 * img[yd, xc, c]
                     r3 += wx3 * img[yd, xd, c]
                     out[y, x, c] = wy0 * r0 + wy1 * r1 + wy2 * r2 + wy3 * r3
 
