@@ -40,7 +40,10 @@ class _NumbaLevelOps(LevelOps):
         self.a_data = plan.a_data
         self.tensor = _TENSORS[params.constancy_assumption]
         self.term = _level.TERMS[params.constancy_assumption]
-        h, w, _ = plan.shape
+        h, w, nc = plan.shape
+        self._ws_size = max(
+            _sor.workspace_size(ld.level.height, ld.level.width, nc) for ld in plan.levels
+        )
         self._dummy = np.zeros((1, 1), np.float32)
         self._fused = []
         prev = (h, w)
@@ -72,7 +75,7 @@ class _NumbaLevelOps(LevelOps):
         return _level.level_step(
             moving, mplan, u, v, fplan, has_flow, ld.ref, ld.weight, hx, hy, ihx, ihy, ax, ay,
             p.iterations, p.update_lag, self.a_data, np.float32(p.a_smooth), np.float32(beta),
-            np.float32(p.omega), self.term, gnc, warping_steps,
+            np.float32(p.omega), self.term, gnc, warping_steps, _sor.workspace(self._ws_size),
         )  # fmt: skip
 
     def composed_level(self, k: int, moving, u, v, **kw):

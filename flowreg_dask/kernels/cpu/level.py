@@ -45,7 +45,8 @@ def _taps(n_in: int, n_out: int, sigma: float) -> tuple[np.ndarray, np.ndarray, 
 def resize_plan(h: int, w: int, out_h: int, out_w: int, *, antialias: bool = True) -> tuple:
     """How :func:`~flowreg_dask.kernels.cpu.resample.resize` maps (h, w) to (out_h, out_w):
     ``(mode, sy, wy, my, sx, wx, mx)`` with mode 0 copy, 1 rows only, 2 columns only, 3 rows
-    then columns, and the tap tables (start, weights, mirror) of each axis."""
+    then columns, 4 columns then rows (when the rows grow: the column pass runs on the smaller
+    row count, as ``resize`` does), and the tap tables (start, weights, mirror) of each axis."""
     if (out_h, out_w) == (h, w):
         return (0, *_NO_TAPS, *_NO_TAPS)
     s = min(out_h / h, out_w / w)
@@ -54,7 +55,10 @@ def resize_plan(h: int, w: int, out_h: int, out_w: int, *, antialias: bool = Tru
     do_x = out_w != w or sigma > 0
     ty = _taps(h, out_h, sigma) if do_y else _NO_TAPS
     tx = _taps(w, out_w, sigma) if do_x else _NO_TAPS
-    mode = 3 if (do_y and do_x) else (1 if do_y else 2)
+    if do_y and do_x:
+        mode = 4 if out_h > h else 3
+    else:
+        mode = 1 if do_y else 2
     return (mode, *ty, *tx)
 
 
@@ -73,10 +77,15 @@ def _resize(img, plan, out_h, out_w):
         out = np.empty((h, out_w, nc), np.float32)
         resample_x(img, sx, wx, mx, out)
         return out
-    tmp = np.empty((out_h, w, nc), np.float32)
-    resample_y(img, sy, wy, my, tmp)
     out = np.empty((out_h, out_w, nc), np.float32)
-    resample_x(tmp, sx, wx, mx, out)
+    if mode == 3:
+        tmp = np.empty((out_h, w, nc), np.float32)
+        resample_y(img, sy, wy, my, tmp)
+        resample_x(tmp, sx, wx, mx, out)
+    else:
+        tmp = np.empty((h, out_w, nc), np.float32)
+        resample_x(img, sx, wx, mx, tmp)
+        resample_y(tmp, sy, wy, my, out)
     return out
 
 
@@ -95,7 +104,7 @@ def _warp_level(f2, ref, u, v, inv_hx, inv_hy):
 
 
 @numba.njit(**JIT)
-def _increments(f2w, ref, weight, u, v, term, hx, hy, ax, ay, its, lag, a_data, a_s, beta, om):
+def _increments(f2w, ref, weight, u, v, term, hx, hy, ax, ay, its, lag, a_data, a_s, beta, om, ws):
     oh, ow = u.shape
     J = np.empty((f2w.shape[2], 6, oh, ow), np.float32)
     if term == 0:
@@ -106,7 +115,9 @@ def _increments(f2w, ref, weight, u, v, term, hx, hy, ax, ay, its, lag, a_data, 
         _tensors.tensor_cs(ref, f2w, hy, hx, J)
     du = np.empty((oh, ow), np.float32)
     dv = np.empty_like(du)
-    _sor.solve_level(J, weight, u, v, ax, ay, hx, hy, its, lag, a_data, a_s, beta, om, du, dv)
+    _sor.solve_level_ws(
+        J, weight, u, v, ax, ay, hx, hy, its, lag, a_data, a_s, beta, om, du, dv, ws
+    )
     return du, dv
 
 
@@ -142,6 +153,7 @@ def level_step(
     term,
     gnc,
     warping_steps,
+    ws,
 ):
     """Solve one pyramid level; returns the flow (u, v) at this level, (h, w) float32 each.
 
@@ -164,6 +176,9 @@ def level_step(
         As :func:`flowreg_dask.kernels.cpu.sor.solve_level`.
     term : int
         Data term, :data:`TERMS`.
+    ws : 1-D float32
+        Scratch of the level solver, at least
+        :func:`~flowreg_dask.kernels.cpu.sor.workspace_size` elements.
     gnc : bool
         Graduated non-convexity: ``warping_steps`` re-warps, the median on the flow; otherwise
         one solve with the median on the increments (the first level without a flow unwarped).
@@ -181,7 +196,7 @@ def level_step(
         f2w = _warp_level(f2, ref, u, v, inv_hx, inv_hy) if has_flow else f2
         du, dv = _increments(
             f2w, ref, weight, u, v, term, hx, hy, alpha_x, alpha_y, iterations, update_lag,
-            a_data, a_smooth, beta, omega,
+            a_data, a_smooth, beta, omega, ws,
         )  # fmt: skip
         if use_median:
             du = _median5(du)
@@ -191,7 +206,7 @@ def level_step(
         f2w = _warp_level(f2, ref, u, v, inv_hx, inv_hy)
         du, dv = _increments(
             f2w, ref, weight, u, v, term, hx, hy, alpha_x, alpha_y, iterations, update_lag,
-            a_data, a_smooth, beta, omega,
+            a_data, a_smooth, beta, omega, ws,
         )  # fmt: skip
         u = u + du
         v = v + dv

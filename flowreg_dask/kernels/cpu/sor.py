@@ -465,6 +465,18 @@ WORKSPACE_KEEP_BYTES = 128 * 2**20
 _tls = threading.local()
 
 
+def workspace(need: int) -> np.ndarray:
+    """A float32 scratch of at least ``need`` elements for :func:`solve_level_ws`: the calling
+    thread's kept buffer (grown on demand, up to :data:`WORKSPACE_KEEP_BYTES`), else a fresh
+    one."""
+    ws = getattr(_tls, "ws", None)
+    if ws is None or ws.size < need:
+        ws = np.empty(need, np.float32)
+        if need * 4 <= WORKSPACE_KEEP_BYTES:
+            _tls.ws = ws
+    return ws
+
+
 def solve_level(
     J,
     W,
@@ -494,12 +506,7 @@ def solve_level(
     up to :data:`WORKSPACE_KEEP_BYTES`; larger levels get a fresh buffer per call).
     """
     h, w = u.shape
-    need = workspace_size(h, w, J.shape[0])
-    ws = getattr(_tls, "ws", None)
-    if ws is None or ws.size < need:
-        ws = np.empty(need, np.float32)
-        if need * 4 <= WORKSPACE_KEEP_BYTES:
-            _tls.ws = ws
+    ws = workspace(workspace_size(h, w, J.shape[0]))
     solve_level_ws(
         J,
         W,
