@@ -23,7 +23,13 @@ def as_hwc(img: np.ndarray, name: str) -> np.ndarray:
 
 def check_finite(arr: np.ndarray, name: str) -> None:
     """Refuse NaN/Inf in a float array, naming the parameter and the number of bad values."""
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if arr.dtype.kind != "f":
+        return
+    if arr.dtype.itemsize <= 4 and np.isfinite(np.add.reduce(arr, axis=None, dtype=np.float64)):
+        # a float64 sum of float16/32 values cannot overflow: it is finite iff every value is
+        # (one pass, no boolean temporary)
+        return
+    if not np.isfinite(arr).all():
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise InvalidInputError(
             f"{name}: contains {bad} NaN/Inf value(s); expected finite values. Fix: replace them "
