@@ -115,7 +115,7 @@ def breakdown(live, reference: np.ndarray, movie: np.ndarray) -> dict[str, float
     live.set_reference(reference)
     wrap(live, "_prefilter", "prefilter")
     wrap(solver.FlowEstimator, "flow", "flow")
-    wrap(_corrector, "_warp_into", "warp")
+    wrap(_corrector, "warp_into", "warp")
     wrap(live, "_update_reference", "update")
     try:
         t0 = time.perf_counter()
