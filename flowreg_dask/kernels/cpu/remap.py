@@ -19,34 +19,9 @@ import numba
 import numpy as np
 
 from ._flags import JIT
+from .warp import _clampi, _cubic_weights  # the same Keys cubic (a = -0.75) as warp_image
 
 __all__ = ["warp_frame"]
-
-_A = np.float32(-0.75)
-
-
-@numba.njit(**JIT)
-def _cubic_weights(t):
-    # Keys cubic weights of the taps at offsets -1, 0, 1, 2 for a fractional position t in [0, 1)
-    a = _A
-    one = np.float32(1.0)
-    t1 = t + one
-    t3 = one - t
-    t4 = np.float32(2.0) - t
-    w0 = ((a * t1 - np.float32(5.0) * a) * t1 + np.float32(8.0) * a) * t1 - np.float32(4.0) * a
-    w1 = ((a + np.float32(2.0)) * t - (a + np.float32(3.0))) * t * t + one
-    w2 = ((a + np.float32(2.0)) * t3 - (a + np.float32(3.0))) * t3 * t3 + one
-    w3 = ((a * t4 - np.float32(5.0) * a) * t4 + np.float32(8.0) * a) * t4 - np.float32(4.0) * a
-    return w0, w1, w2, w3
-
-
-@numba.njit(**JIT)
-def _clampi(i, n):
-    if i < 0:
-        return 0
-    if i >= n:
-        return n - 1
-    return i
 
 
 @numba.njit(**JIT)
