@@ -17,7 +17,7 @@ from ..kernels.cpu import median as _median
 from ..kernels.cpu import sor as _sor
 from ..kernels.cpu import tensors as _tensors
 from ..kernels.cpu import warp as _kwarp
-from ..kernels.cpu.resample import resize
+from ..kernels.cpu.resample import resize, resize_plan
 from ..options import FlowBackend, choice
 from ._checks import as_hwc, check_finite
 from .coarse_to_fine import LevelOps, LevelPlan, build_levels, rigid_initialised, variational
@@ -51,8 +51,8 @@ class _NumbaLevelOps(LevelOps):
             lv = ld.level
             self._fused.append(
                 (
-                    _level.resize_plan(h, w, lv.height, lv.width),
-                    _level.resize_plan(*prev, lv.height, lv.width),
+                    resize_plan(h, w, lv.height, lv.width),
+                    resize_plan(*prev, lv.height, lv.width),
                     np.float32(lv.hx),
                     np.float32(lv.hy),
                     np.float32(1.0 / lv.hx),

@@ -89,6 +89,29 @@ def warp_into(
     out[...] = cast_like(tmp, out.dtype)
 
 
+def warp_stack(
+    frames: np.ndarray, flows: np.ndarray, fill: np.ndarray, *, order: int, out_dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp (T, H, W, C) frames by (T, H, W, 2) flows (or one (1, H, W, 2) flow for all) into
+    ``out_dtype`` (see :func:`warp_into`); returns (warped, valid (T, H, W) bool)."""
+    t, h, w, nc = frames.shape
+    out = np.empty(frames.shape, dtype=out_dtype)
+    valid = np.empty((t, h, w), np.uint8)
+    tmp = np.empty((h, w, nc), np.float32)
+    fill = np.ascontiguousarray(fill, dtype=np.float32)
+    for k in range(t):
+        warp_into(
+            np.ascontiguousarray(frames[k], dtype=np.float32),
+            np.ascontiguousarray(flows[k if flows.shape[0] > 1 else 0], dtype=np.float32),
+            fill,
+            order=order,
+            out=out[k],
+            valid=valid[k],
+            tmp=tmp,
+        )
+    return out, valid.view(bool)
+
+
 def warp(
     frames: np.ndarray,
     flow: np.ndarray,
@@ -140,13 +163,7 @@ def warp(
                 f"fill: expected shape ({h}, {w}) or ({h}, {w}, {nc}), got {np.shape(fill)}"
             )
         fill_f = np.ascontiguousarray(np.broadcast_to(fill_f, (h, w, nc)))
-    out = np.empty(fr.shape, dtype=frames.dtype)
-    tmp = np.empty((h, w, nc), np.float32)
-    valid = np.empty((h, w), np.uint8)
-    for t in range(fr.shape[0]):
-        f = np.ascontiguousarray(fl[t if fl.shape[0] > 1 else 0], dtype=np.float32)
-        src = np.ascontiguousarray(fr[t], dtype=np.float32)
-        warp_into(src, f, fill_f, order=order, out=out[t], valid=valid, tmp=tmp)
+    out, _ = warp_stack(fr, fl, fill_f, order=order, out_dtype=frames.dtype)
     if stack:
         return out
     return out[0] if frames.ndim == 3 else out[0, :, :, 0]

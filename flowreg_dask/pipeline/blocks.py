@@ -26,7 +26,7 @@ from .._constants import STAT_NAMES
 from ..core.custom import CallableEstimator
 from ..core.params import FlowParams
 from ..core.solver import FlowEstimator, make_estimator
-from ..core.warp import interpolation_order, warp_into
+from ..core.warp import interpolation_order, warp_stack
 from ..kernels.cpu import warp as _kwarp
 from ..kernels.cpu.resample import resize
 from ..preprocess.filters import smooth_frames
@@ -243,23 +243,9 @@ def warp_frames(
     raw: np.ndarray, flows: np.ndarray, fill: np.ndarray, interpolation: str, out_dtype
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp raw (T, H, W, C) frames by their flows; returns (corrected in ``out_dtype``, valid)."""
-    order = interpolation_order(interpolation)
-    t, h, w, nc = raw.shape
-    out = np.empty(raw.shape, dtype=out_dtype)
-    valid = np.empty((t, h, w), np.uint8)
-    tmp = np.empty((h, w, nc), np.float32)
-    fill = np.ascontiguousarray(fill, dtype=np.float32)
-    for k in range(t):
-        warp_into(
-            np.ascontiguousarray(raw[k], dtype=np.float32),
-            np.ascontiguousarray(flows[k], dtype=np.float32),
-            fill,
-            order=order,
-            out=out[k],
-            valid=valid[k],
-            tmp=tmp,
-        )
-    return out, valid.view(bool)
+    return warp_stack(
+        raw, flows, fill, order=interpolation_order(interpolation), out_dtype=out_dtype
+    )
 
 
 def _preprocessed_raw(fn: Any, raw: np.ndarray) -> np.ndarray:

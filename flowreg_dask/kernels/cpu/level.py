@@ -7,8 +7,8 @@ inside compiled code: a level costs one dispatch instead of about twenty Python-
 the interpreter (and the GIL) is held for a fraction of the time and threads scale (the composed
 path held the GIL for ~2 ms of a ~9 ms frame at the fast preset).
 
-The resampling plans (:func:`resize_plan`) are the tap tables of
-:func:`flowreg_dask.kernels.cpu.resample.resize`, computed once per reference.
+The resampling plans (:func:`~flowreg_dask.kernels.cpu.resample.resize_plan`, the ones
+:func:`~flowreg_dask.kernels.cpu.resample.resize` runs) are computed once per reference.
 """
 
 from __future__ import annotations
@@ -21,78 +21,18 @@ from . import sor as _sor
 from . import tensors as _tensors
 from . import warp as _warp
 from ._flags import JIT
-from .resample import _mirror_cached, resample_x, resample_y, tap_table
+from .resample import resize_planned
 
-__all__ = ["resize_plan", "level_step", "TERMS"]
+__all__ = ["level_step", "TERMS"]
 
 #: data terms by the integer code :func:`level_step` takes
 TERMS = {"gc": 0, "gray": 1, "cs": 2}
-
-_NO_TAPS = (
-    np.zeros(1, np.int64),
-    np.zeros((1, 1), np.float32),
-    np.zeros(1, np.int64),
-)
-for _a in _NO_TAPS:
-    _a.flags.writeable = False
-
-
-def _taps(n_in: int, n_out: int, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    start, wts, pad = tap_table(n_in, n_out, sigma)
-    return start, wts, _mirror_cached(n_in, pad)
-
-
-def resize_plan(h: int, w: int, out_h: int, out_w: int, *, antialias: bool = True) -> tuple:
-    """How :func:`~flowreg_dask.kernels.cpu.resample.resize` maps (h, w) to (out_h, out_w):
-    ``(mode, sy, wy, my, sx, wx, mx)`` with mode 0 copy, 1 rows only, 2 columns only, 3 rows
-    then columns, 4 columns then rows (when the rows grow: the column pass runs on the smaller
-    row count, as ``resize`` does), and the tap tables (start, weights, mirror) of each axis."""
-    if (out_h, out_w) == (h, w):
-        return (0, *_NO_TAPS, *_NO_TAPS)
-    s = min(out_h / h, out_w / w)
-    sigma = 0.6 / s if (antialias and s < 1.0) else 0.0
-    do_y = out_h != h or sigma > 0  # the antialiasing Gaussian acts on both axes
-    do_x = out_w != w or sigma > 0
-    ty = _taps(h, out_h, sigma) if do_y else _NO_TAPS
-    tx = _taps(w, out_w, sigma) if do_x else _NO_TAPS
-    if do_y and do_x:
-        mode = 4 if out_h > h else 3
-    else:
-        mode = 1 if do_y else 2
-    return (mode, *ty, *tx)
-
-
-@numba.njit(**JIT)
-def _resize(img, plan, out_h, out_w):
-    """``img`` (h, w, C) float32 resampled by a :func:`resize_plan` (new array)."""
-    mode, sy, wy, my, sx, wx, mx = plan
-    h, w, nc = img.shape
-    if mode == 0:
-        return img.copy()
-    if mode == 1:
-        out = np.empty((out_h, w, nc), np.float32)
-        resample_y(img, sy, wy, my, out)
-        return out
-    if mode == 2:
-        out = np.empty((h, out_w, nc), np.float32)
-        resample_x(img, sx, wx, mx, out)
-        return out
-    out = np.empty((out_h, out_w, nc), np.float32)
-    if mode == 3:
-        tmp = np.empty((out_h, w, nc), np.float32)
-        resample_y(img, sy, wy, my, tmp)
-        resample_x(tmp, sx, wx, mx, out)
-    else:
-        tmp = np.empty((h, out_w, nc), np.float32)
-        resample_x(img, sx, wx, mx, tmp)
-        resample_y(tmp, sy, wy, my, out)
-    return out
 
 
 @numba.njit(**JIT)
 def _resize_flow(u, plan, out_h, out_w):
     h, w = u.shape
-    return _resize(u.reshape((h, w, 1)), plan, out_h, out_w).reshape((out_h, out_w))
+    return resize_planned(u.reshape((h, w, 1)), plan, out_h, out_w).reshape((out_h, out_w))
 
 
 @numba.njit(**JIT)
@@ -162,12 +102,13 @@ def level_step(
     moving : (H, W, C) float32
         The full-resolution moving frame (pre-processed).
     moving_plan : tuple
-        :func:`resize_plan` from (H, W) to this level's (h, w) (antialiased).
+        :func:`~flowreg_dask.kernels.cpu.resample.resize_plan` from (H, W) to this level's
+        (h, w) (antialiased).
     u, v : 2-D float32
         Flow of the coarser level (or the initial flow at full resolution for the coarsest
         level); ignored when ``has_flow`` is False (the coarsest level starts from zero).
     flow_plan : tuple
-        :func:`resize_plan` from the shape of ``u`` to (h, w).
+        :func:`~flowreg_dask.kernels.cpu.resample.resize_plan` from the shape of ``u`` to (h, w).
     ref, weight : (h, w, C), (C, h, w) float32
         The level's reference and channel weights.
     hx, hy, inv_hx, inv_hy, alpha_x, alpha_y : float32
@@ -184,7 +125,7 @@ def level_step(
         one solve with the median on the increments (the first level without a flow unwarped).
     """
     oh, ow = ref.shape[0], ref.shape[1]
-    f2 = _resize(moving, moving_plan, oh, ow)
+    f2 = resize_planned(moving, moving_plan, oh, ow)
     if has_flow:
         u = _resize_flow(u, flow_plan, oh, ow)
         v = _resize_flow(v, flow_plan, oh, ow)

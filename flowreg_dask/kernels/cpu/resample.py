@@ -121,43 +121,76 @@ def resample_y(src, start, wts, mirror, out):
 
 
 def resize(img: np.ndarray, out_h: int, out_w: int, *, antialias: bool = True) -> np.ndarray:
-    """Resize ``img`` (h, w, C) float32 to (out_h, out_w, C).
+    """Resize ``img`` (h, w, C) float32 to (out_h, out_w, C) (new array).
 
     With ``antialias`` a Gaussian of sigma 0.6/s is fused in when shrinking (s: smaller scale).
     """
-    h, w, nc = img.shape
+    h, w, _ = img.shape
+    plan = resize_plan(h, w, out_h, out_w, antialias=antialias)
+    return resize_planned(np.ascontiguousarray(img, dtype=np.float32), plan, out_h, out_w)
+
+
+_NO_TAPS = (
+    np.zeros(1, np.int64),
+    np.zeros((1, 1), np.float32),
+    np.zeros(1, np.int64),
+)
+for _a in _NO_TAPS:
+    _a.flags.writeable = False
+
+
+def _taps(n_in: int, n_out: int, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    start, wts, pad = tap_table(n_in, n_out, sigma)
+    return start, wts, _mirror_cached(n_in, pad)
+
+
+def resize_plan(h: int, w: int, out_h: int, out_w: int, *, antialias: bool = True) -> tuple:
+    """How :func:`resize` maps (h, w) to (out_h, out_w):
+    ``(mode, sy, wy, my, sx, wx, mx)`` with mode 0 copy, 1 rows only, 2 columns only, 3 rows
+    then columns, 4 columns then rows (when the rows grow: the column pass runs on the smaller
+    row count), and the tap tables (start, weights, mirror) of each axis."""
     if (out_h, out_w) == (h, w):
-        return img.copy()
-    s = min(out_h / h, out_w / w)
-    sigma = 0.6 / s if (antialias and s < 1.0) else 0.0
-    img = np.ascontiguousarray(img, dtype=np.float32)
-    do_y = out_h != h or sigma > 0  # the antialiasing Gaussian acts on both axes
-    do_x = out_w != w or sigma > 0
+        return (0, *_NO_TAPS, *_NO_TAPS)
     # the column pass (taps gathered per output) costs far more per output than the vectorised
     # row pass, so it runs on the smaller of the row counts: after the rows when they shrink,
     # before them when they grow
-    if do_x and do_y and out_h > h:
-        return _pass_y(_pass_x(img, out_w, sigma), out_h, sigma)
-    if do_y:
-        img = _pass_y(img, out_h, sigma)
-    if do_x:
-        img = _pass_x(img, out_w, sigma)
-    return img
+    s = min(out_h / h, out_w / w)
+    sigma = 0.6 / s if (antialias and s < 1.0) else 0.0
+    do_y = out_h != h or sigma > 0  # the antialiasing Gaussian acts on both axes
+    do_x = out_w != w or sigma > 0
+    ty = _taps(h, out_h, sigma) if do_y else _NO_TAPS
+    tx = _taps(w, out_w, sigma) if do_x else _NO_TAPS
+    if do_y and do_x:
+        mode = 4 if out_h > h else 3
+    else:
+        mode = 1 if do_y else 2
+    return (mode, *ty, *tx)
 
 
-def _pass_y(img: np.ndarray, out_h: int, sigma: float) -> np.ndarray:
+@numba.njit(**JIT)
+def resize_planned(img, plan, out_h, out_w):
+    """``img`` (h, w, C) float32 resampled by a :func:`resize_plan` (new array)."""
+    mode, sy, wy, my, sx, wx, mx = plan
     h, w, nc = img.shape
-    sy, wy, py = tap_table(h, out_h, sigma)
-    out = np.empty((out_h, w, nc), np.float32)
-    resample_y(img, sy, wy, _mirror_cached(h, py), out)
-    return out
-
-
-def _pass_x(img: np.ndarray, out_w: int, sigma: float) -> np.ndarray:
-    h, w, nc = img.shape
-    sx, wx, px = tap_table(w, out_w, sigma)
-    out = np.empty((h, out_w, nc), np.float32)
-    resample_x(img, sx, wx, _mirror_cached(w, px), out)
+    if mode == 0:
+        return img.copy()
+    if mode == 1:
+        out = np.empty((out_h, w, nc), np.float32)
+        resample_y(img, sy, wy, my, out)
+        return out
+    if mode == 2:
+        out = np.empty((h, out_w, nc), np.float32)
+        resample_x(img, sx, wx, mx, out)
+        return out
+    out = np.empty((out_h, out_w, nc), np.float32)
+    if mode == 3:
+        tmp = np.empty((out_h, w, nc), np.float32)
+        resample_y(img, sy, wy, my, tmp)
+        resample_x(tmp, sx, wx, mx, out)
+    else:
+        tmp = np.empty((h, out_w, nc), np.float32)
+        resample_x(img, sx, wx, mx, tmp)
+        resample_y(tmp, sy, wy, my, out)
     return out
 
 
