@@ -399,6 +399,11 @@ def test_flow_estimator_reuses_the_reference():
         a, get_displacement(ref, frames[0], options={"quality_setting": "fast"})
     )
     np.testing.assert_array_equal(est.flows(frames)[2], est.flow(frames[2]))
+    # the unchecked entry (the live corrector's) computes the same flow
+    mov = np.ascontiguousarray(frames[1].reshape(est.shape), np.float32)
+    np.testing.assert_array_equal(est.flow(mov, a, check=False), est.flow(frames[1], a))
+    with pytest.raises(InvalidInputError):
+        est.flow(frames[1][:-1], a)
 
 
 # -------------------------------------------------------------------------------------- warp

@@ -45,9 +45,9 @@ def _spy_inputs(live: FlowRegLive) -> list:
     estimator = live._estimator
     original = estimator.flow
 
-    def spy(moving, init=None):
+    def spy(moving, init=None, **kw):
         seen.append((moving.copy(), None if init is None else init.copy()))
-        return original(moving, init)
+        return original(moving, init, **kw)
 
     estimator.flow = spy
     return seen
@@ -406,10 +406,11 @@ def test_warp_frame_matches_naive(order, shape, nc):
     assert np.abs(diff).max() <= 1 and np.mean(diff != 0) < 0.05  # float rounding at .5 ties
 
 
-def test_warp_frame_boundary_positions():
+@pytest.mark.parametrize("nc", [1, 2])  # 1: the flat single-channel cubic kernel
+def test_warp_frame_boundary_positions(nc):
     """Samples on / just inside the last row and column use the replicated border."""
     h, w = 6, 7
-    img = np.random.default_rng(9).standard_normal((h, w, 2)).astype(np.float32)
+    img = np.random.default_rng(9).standard_normal((h, w, nc)).astype(np.float32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     flow = np.stack([(w - 1) - xx + np.float32(0.4), -yy], axis=-1).astype(np.float32)
     for order in (3, 1, 0):
@@ -418,8 +419,28 @@ def test_warp_frame_boundary_positions():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("nc", [1, 2, 3])
+def test_warp_frame_equals_warp_image(nc):
+    """The fused output warp (flat single-channel kernel included) gives the engine's warp
+    bit for bit."""
+    from flowreg_dask.kernels.cpu import warp as kwarp
+
+    rng = np.random.default_rng(31 + nc)
+    img = rng.uniform(0, 1000, (23, 29, nc)).astype(np.float32)
+    fill = rng.uniform(0, 1000, (23, 29, nc)).astype(np.float32)
+    flow = rng.uniform(-3.0, 3.0, (23, 29, 2)).astype(np.float32)
+    want = np.empty_like(img)
+    want_valid = np.empty((23, 29), np.uint8)
+    kwarp.warp_image(img, flow[..., 0].copy(), flow[..., 1].copy(), fill, want, 3, want_valid)
+    got = np.empty_like(img)
+    valid = np.empty((23, 29), np.uint8)
+    remap.warp_frame(img, flow, fill, 3, False, np.float32(0), np.float32(0), got, valid)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(valid, want_valid)
+
+
 def test_warp_frame_kernels_use_the_shared_flags():
-    for name in ("warp_frame", "_cubic_at", "_cubic_weights", "_store", "_clampi"):
+    for name in ("warp_frame", "_cubic_1ch", "_cubic_at", "_cubic_weights", "_store", "_clampi"):
         assert getattr(remap, name).targetoptions.get("nogil") is True, name
 
 

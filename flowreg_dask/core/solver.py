@@ -170,8 +170,19 @@ class FlowEstimator:
         )
         return np.stack([u, v], axis=-1)
 
-    def flow(self, moving: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
-        """Flow (H, W, 2) float32 that registers ``moving`` (H, W[, C]) onto the reference."""
+    def flow(
+        self, moving: np.ndarray, init: np.ndarray | None = None, *, check: bool = True
+    ) -> np.ndarray:
+        """Flow (H, W, 2) float32 that registers ``moving`` (H, W[, C]) onto the reference.
+
+        ``check=False`` skips the shape and finiteness checks, for callers that built both
+        inputs themselves: ``moving`` a contiguous (H, W, C) float32 frame of the reference's
+        shape, ``init`` None or an (H, W, 2) float32 flow (the live corrector, per frame).
+        """
+        if not check:
+            if not self.params.cc_initialization:
+                return self._variational(moving, init)
+            return self._rigid(moving, init)
         mov = as_hwc(moving, "moving")
         if mov.shape != self.shape:
             raise InvalidInputError(
@@ -189,6 +200,9 @@ class FlowEstimator:
             check_finite(init, "init")
         if not self.params.cc_initialization:
             return self._variational(mov, init)
+        return self._rigid(mov, init)
+
+    def _rigid(self, mov: np.ndarray, init: np.ndarray | None) -> np.ndarray:
         return rigid_initialised(
             mov[None],
             init,

@@ -503,7 +503,7 @@ class FlowRegLive:
         slot = b.ring[self.frame_count % n_taps]
         self._prefilter(arr, self._norm if normalize else self._unit, slot)
         proc = slot if n_taps == 1 else self._temporal(slot)
-        flow = np.ascontiguousarray(self._estimator.flow(proc, self._init), dtype=np.float32)
+        flow = self._estimator.flow(proc, self._init, check=False)  # inputs built here
         np.copyto(b.raw, arr, casting="unsafe")
         warp_into(
             b.raw, flow, self._ref_raw, order=self._order, out=out, valid=b.valid, tmp=b.warped

@@ -9,8 +9,8 @@ the estimator returns (no u/v copies), and the output in the caller's dtype (int
 to even and clipped, as ``cast_like``), so the registered frame is written once, straight into the
 output array. The interpolation weights are computed once per pixel for all
 channels, floor() is a cast (positions are >= 0 once in bounds), and a single-channel frame uses a
-constant channel index. At 256x256 x 1 channel the cubic warp takes about a third of the time of
-the general kernel (0.5 vs 1.6 ms on one core), which lets the live corrector reach 150 frames/s.
+constant channel index. A single-channel cubic warp runs a flat kernel with unsigned tap indices
+(0.77 ms at 256x256 on one core, against 1.04 ms for the general kernel).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from ._flags import JIT
-from .warp import _clampi, _cubic_weights  # the same Keys cubic (a = -0.75) as warp_image
+from .warp import _clampi, _cubic_weights, _u  # the same Keys cubic (a = -0.75) as warp_image
 
 __all__ = ["warp_frame"]
 
@@ -47,6 +47,53 @@ def _cubic_at(img, c, xs, ys, wx, wy):
 
 
 @numba.njit(**JIT)
+def _cubic_1ch(img, flow, fill, to_int, lo, hi, out, valid):
+    """The cubic warp of a single-channel frame (the live corrector's case), written flat with
+    unsigned tap indices, which need no negative-index handling: 0.77 vs 1.04 ms at 256x256 on
+    one core. (The same code with a channel loop, or a second channel, compiles to slower code.)"""
+    h, w, _ = img.shape
+    wm1 = np.float32(w - 1)
+    hm1 = np.float32(h - 1)
+    c = _u(0)
+    for y in range(h):
+        for x in range(w):
+            mx = np.float32(x) + flow[y, x, 0]
+            my = np.float32(y) + flow[y, x, 1]
+            if not (mx >= 0 and mx < w and my >= 0 and my < h):
+                valid[y, x] = 0
+                v = fill[y, x, 0]
+            else:
+                valid[y, x] = 1
+                mx = min(mx, wm1)
+                my = min(my, hm1)
+                x0 = int(mx)
+                y0 = int(my)
+                wx0, wx1, wx2, wx3 = _cubic_weights(mx - np.float32(x0))
+                wy0, wy1, wy2, wy3 = _cubic_weights(my - np.float32(y0))
+                xa = _u(max(x0 - 1, 0))
+                xb = _u(x0)
+                xc = _u(min(x0 + 1, w - 1))
+                xd = _u(min(x0 + 2, w - 1))
+                ya = _u(max(y0 - 1, 0))
+                yb = _u(y0)
+                yc = _u(min(y0 + 1, h - 1))
+                yd = _u(min(y0 + 2, h - 1))
+                # rows, then the column: the order of warp_image (bit-identical results)
+                r0 = wx0 * img[ya, xa, c] + wx1 * img[ya, xb, c] + wx2 * img[ya, xc, c]
+                r0 += wx3 * img[ya, xd, c]
+                r1 = wx0 * img[yb, xa, c] + wx1 * img[yb, xb, c] + wx2 * img[yb, xc, c]
+                r1 += wx3 * img[yb, xd, c]
+                r2 = wx0 * img[yc, xa, c] + wx1 * img[yc, xb, c] + wx2 * img[yc, xc, c]
+                r2 += wx3 * img[yc, xd, c]
+                r3 = wx0 * img[yd, xa, c] + wx1 * img[yd, xb, c] + wx2 * img[yd, xc, c]
+                r3 += wx3 * img[yd, xd, c]
+                v = wy0 * r0 + wy1 * r1 + wy2 * r2 + wy3 * r3
+            if to_int:
+                v = min(max(np.rint(v), lo), hi)
+            out[y, x, 0] = v
+
+
+@numba.njit(**JIT)
 def warp_frame(img, flow, fill, order, to_int, lo, hi, out, valid):
     """Backward warp ``out(y, x) = img(y + v(y, x), x + u(y, x))``.
 
@@ -70,6 +117,9 @@ def warp_frame(img, flow, fill, order, to_int, lo, hi, out, valid):
         1 where the sample is inside the frame, 0 where ``fill`` was used.
     """
     h, w, nc = img.shape
+    if order == 3 and nc == 1:
+        _cubic_1ch(img, flow, fill, to_int, lo, hi, out, valid)
+        return
     wm1 = np.float32(w - 1)
     hm1 = np.float32(h - 1)
     one = np.float32(1.0)

@@ -14,6 +14,7 @@ import numpy as np
 from ._flags import JIT
 
 _A = np.float32(-0.75)
+_u = np.uint64
 
 
 @numba.njit(**JIT)
@@ -93,12 +94,15 @@ def warp_image(img, u, v, fill, out, order, valid):
                 y0 = np.int64(fy)
                 wx0, wx1, wx2, wx3 = _cubic_weights(mx - fx)
                 wy0, wy1, wy2, wy3 = _cubic_weights(my - fy)
-                xa = max(x0 - 1, 0)
-                xc = min(x0 + 1, w - 1)
-                xd = min(x0 + 2, w - 1)
-                ya = max(y0 - 1, 0)
-                yc = min(y0 + 1, h - 1)
-                yd = min(y0 + 2, h - 1)
+                # unsigned tap indices: no negative-index handling in the 16 loads
+                xa = _u(max(x0 - 1, 0))
+                xc = _u(min(x0 + 1, w - 1))
+                xd = _u(min(x0 + 2, w - 1))
+                ya = _u(max(y0 - 1, 0))
+                yc = _u(min(y0 + 1, h - 1))
+                yd = _u(min(y0 + 2, h - 1))
+                x0 = _u(x0)
+                y0 = _u(y0)
                 for c in range(nc):
                     r0 = wx0 * img[ya, xa, c] + wx1 * img[ya, x0, c] + wx2 * img[ya, xc, c]
                     r0 += wx3 * img[ya, xd, c]
