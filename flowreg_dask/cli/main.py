@@ -1,5 +1,5 @@
-"""``flowreg-dask`` command line: demo, correct, apply, session, export, info, report (thin, over
-the API)."""
+"""``flowreg-dask`` command line: demo, correct, apply, session, export, info, report, compile
+(thin, over the API)."""
 
 from __future__ import annotations
 
@@ -376,6 +376,20 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_compile(args) -> int:
+    from .warmup import warm_up
+
+    print("compiling the numba kernels into numba's on-disk cache (once per installation)")
+    start = time.perf_counter()
+    compiled = warm_up(log=print)
+    elapsed = time.perf_counter() - start
+    if compiled:
+        print(f"compiled {len(compiled)} kernel(s) in {elapsed:.1f} s; later runs load them")
+    else:
+        print(f"nothing to compile: every kernel was already cached ({elapsed:.1f} s)")
+    return 0
+
+
 def _cmd_apply(args) -> int:
     from ..options import RegistrationConfig
     from ..pipeline.apply import apply_flow
@@ -608,6 +622,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.set_defaults(quality="balanced", buffer_size=100)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "compile",
+        help="compile and cache the numba kernels (run once after installing; else the first "
+        "correction spends ~50 s compiling)",
+    )
+    p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser(
         "apply",
