@@ -28,7 +28,7 @@ class RegistrationConfig(StrictModel):
     progress : bool
         Show a progress bar.
     chunk_memory : int
-        Working-memory budget of one time chunk in bytes (default 128 MiB); caps the chunk
+        Working-memory budget of one time chunk in bytes (default 64 MiB); caps the chunk
         length below ``buffer_size`` for large frames.
 
     Examples
@@ -56,7 +56,7 @@ class RegistrationConfig(StrictModel):
     verbose: bool = Field(default=False, description="Print more information (True = more output).")
     progress: bool = Field(default=True, description="Show a progress bar.")
     chunk_memory: int = Field(
-        default=128 * 2**20,
+        default=64 * 2**20,
         ge=16 * 2**20,
         description=(
             "Bytes of working memory one time chunk may use while it is registered (raw, "

@@ -16,6 +16,7 @@ from .._constants import STAT_NAMES, bounds_from_chunks
 from .._version import __version__
 from ..errors import warn_user
 from ..store.writer import CorrectedStore, StoreSpec
+from ._heap import release_free_memory
 from .chunks import halo_depth, output_dtype
 from .graph import ChunkWritten, Prepared, chunk_writes, prepare_run, written_chunks
 from .progress import FrameProgress
@@ -115,6 +116,7 @@ def register_into(
             rec, options, params, reference, run, show=config.progress, skip=skip
         )
         store.save_reference(ref_raw)
+        release_free_memory()  # the reference's frames and passes are freed
     prep = prepare_run(ref_raw, options, params, output_dtype(options, rec))
     bounds = store.chunk_bounds
     done = store.done_chunks()

@@ -24,6 +24,7 @@ from .._constants import STAT_NAMES, bounds_from_chunks
 from ..core.params import FlowParams
 from ..preprocess.filters import smooth_image, temporal_depth
 from ..preprocess.normalize import intensity_range, normalize
+from ._heap import release_free_memory
 from .blocks import preprocess_block, register_span
 from .chunks import chunk_layout, halo_depth
 
@@ -222,6 +223,8 @@ def _overlap_task(
     )
     done = np.empty((1, 1, 1, 1), object)
     done[0, 0, 0, 0] = ChunkWritten(i, stop - start, out["flow"] if return_flow else None)
+    del out
+    release_free_memory()
     return done
 
 
