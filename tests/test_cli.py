@@ -148,6 +148,19 @@ def test_chunk_length_capped_by_memory_budget():
     assert chunk_frames((100, 64, 64, 1), np.uint16, np.uint16, 400, 256 * 2**20) == 400
 
 
+def test_capped_chunks_are_whole_inner_chunks_of_the_store():
+    from flowreg_dask.pipeline.chunks import aligned_chunk
+
+    # capped by memory: a multiple of the store's 8-frame inner chunks, at least the halo
+    assert aligned_chunk(53, 100, 21) == 48
+    assert aligned_chunk(26, 100, 21) == 24
+    assert aligned_chunk(17, 100, 21) == 24
+    assert aligned_chunk(30, 37, 40) == 37  # never longer than buffer_size
+    # not capped (the user's buffer_size), or too short to align: as given
+    assert aligned_chunk(100, 100, 21) == 100
+    assert aligned_chunk(5, 100, 3) == 5
+
+
 def test_flow_backend_flag_reaches_the_options(tif, tmp_path, capsys, monkeypatch):
     import sys
 

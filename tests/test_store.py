@@ -678,3 +678,26 @@ def test_custom_stats_and_float_movie(tmp_path: Path) -> None:
     assert ds["corrected"].dtype == np.float32
     np.testing.assert_array_equal(ds["corr"].values, fdata["stats"]["corr"])
     assert "mean_disp" not in ds
+
+
+def test_a_memory_capped_run_stores_eight_frame_inner_chunks(tmp_path):
+    """A chunk length set by the memory budget is a multiple of 8 frames, so the store's shards
+    hold 8-frame inner chunks (a prime length gave one-frame chunks and slow writes)."""
+    import zarr
+
+    import flowreg_dask as fd
+    from flowreg_dask.datasets import synthetic_recording
+
+    rec = synthetic_recording(n_frames=72, height=128, width=128, n_channels=1, seed=3)
+    opts = fd.OFOptions(
+        quality_setting="fast", buffer_size=100, reference_frames=list(range(8)), save_w=True
+    )
+    # 128x128 uint16: 38 bytes per pixel and frame, so 16 MiB allow 26 frames -> 24
+    cfg = fd.RegistrationConfig(
+        parallelization="sequential", progress=False, chunk_memory=16 * 2**20
+    )
+    out = fd.compensate_recording(
+        opts, cfg, recording=rec.movie.astype(np.uint16), output=tmp_path / "o.zarr"
+    ).output
+    flow = zarr.open_group(str(out), mode="r")["flow"]
+    assert flow.shards[0] == 24 and flow.chunks[0] == 8
