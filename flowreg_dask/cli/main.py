@@ -626,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "compile",
         help="compile and cache the numba kernels (run once after installing; else the first "
-        "correction spends ~50 s compiling)",
+        "correction spends about a minute compiling)",
     )
     p.set_defaults(func=_cmd_compile)
 

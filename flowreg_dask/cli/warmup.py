@@ -4,7 +4,7 @@
 numba compiles a kernel the first time it is called with new argument types; every kernel is
 ``cache=True``, so the machine code is written to disk (the package's ``__pycache__`` folders,
 or ``NUMBA_CACHE_DIR``) and later processes load it in about a second. Without this step the
-first correction after an install spends ~50 s compiling (on a 2-core machine); after it, the
+first correction after an install spends about a minute compiling (2 cores); after it, the
 first correction runs as fast as any later one.
 
 :func:`warm_up` runs, on tiny synthetic recordings (a few seconds of work without the
