@@ -34,12 +34,10 @@ DTYPES = ("uint16", "int16", "uint8", "int32", "float32", "float64")
 
 class CompileCounter:
     """Count numba compilations (not cache loads) while active: ``with CompileCounter() as c``;
-    ``c.compiled`` lists the qualified names of the kernels compiled, ``c.signatures`` the
-    argument types of each."""
+    ``c.compiled`` lists the qualified names of the kernels compiled."""
 
     def __init__(self) -> None:
         self.compiled: list[str] = []
-        self.signatures: list[str] = []
 
     def __enter__(self) -> CompileCounter:
         from numba.core import event
@@ -50,7 +48,6 @@ class CompileCounter:
             def on_start(self, ev) -> None:
                 fn = ev.data["dispatcher"].py_func
                 counter.compiled.append(f"{fn.__module__}.{fn.__qualname__}")
-                counter.signatures.append(str(ev.data.get("args")))
 
             def on_end(self, ev) -> None:
                 pass
@@ -98,7 +95,6 @@ def warm_up(*, workdir: str | Path | None = None, log: Callable[[str], None] = p
             return warm_up(workdir=tmp, log=log)
     import tifffile
 
-    from ..live import FlowRegLive
     from ..options import OFOptions, RegistrationConfig
     from ..pipeline.api import compensate_recording
     from ..pipeline.apply import apply_flow
@@ -147,9 +143,7 @@ def warm_up(*, workdir: str | Path | None = None, log: Callable[[str], None] = p
         steps.append(
             (f"array API, {dtype}", lambda d=dtype: compensate_arr(_recording(d, 1, 3), None, base))
         )
-        steps.append(
-            (f"live correction, {dtype}", lambda d=dtype: _live(FlowRegLive, _recording(d, 1, 4)))
-        )
+        steps.append((f"live correction, {dtype}", lambda d=dtype: _live(_recording(d, 1, 4))))
     steps.append(
         (
             "apply stored flows",
@@ -174,7 +168,9 @@ def warm_up(*, workdir: str | Path | None = None, log: Callable[[str], None] = p
     return counter.compiled
 
 
-def _live(cls, movie: np.ndarray) -> None:
-    live = cls(quality_setting="fast", reference_update_interval=4)
+def _live(movie: np.ndarray) -> None:
+    from ..live import FlowRegLive
+
+    live = FlowRegLive(quality_setting="fast", reference_update_interval=4)
     live.set_reference(movie[:4])
     live.register_frames(movie[4:])

@@ -179,10 +179,23 @@ class FlowEstimator:
         inputs themselves: ``moving`` a contiguous (H, W, C) float32 frame of the reference's
         shape, ``init`` None or an (H, W, 2) float32 flow (the live corrector, per frame).
         """
-        if not check:
-            if not self.params.cc_initialization:
-                return self._variational(moving, init)
-            return self._rigid(moving, init)
+        if check:
+            moving, init = self._checked(moving, init)
+        if not self.params.cc_initialization:
+            return self._variational(moving, init)
+        return rigid_initialised(
+            moving[None],
+            init,
+            plan=self.plan,
+            params=self.params,
+            solve=lambda aligned: self._variational(aligned[0], None)[None],
+        )[0]
+
+    def _checked(
+        self, moving: np.ndarray, init: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``moving`` as a contiguous (H, W, C) float32 frame of the reference's shape and
+        ``init`` as an (H, W, 2) float32 flow (or None), both finite; else InvalidInputError."""
         mov = as_hwc(moving, "moving")
         if mov.shape != self.shape:
             raise InvalidInputError(
@@ -198,18 +211,7 @@ class FlowEstimator:
                     f"{init.shape}"
                 )
             check_finite(init, "init")
-        if not self.params.cc_initialization:
-            return self._variational(mov, init)
-        return self._rigid(mov, init)
-
-    def _rigid(self, mov: np.ndarray, init: np.ndarray | None) -> np.ndarray:
-        return rigid_initialised(
-            mov[None],
-            init,
-            plan=self.plan,
-            params=self.params,
-            solve=lambda aligned: self._variational(aligned[0], None)[None],
-        )[0]
+        return mov, init
 
     def flows(self, frames: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         """Flows (T, H, W, 2) for a stack (T, H, W[, C]); ``init`` is (H, W, 2) or (T, H, W, 2)."""
