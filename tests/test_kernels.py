@@ -512,10 +512,12 @@ def test_wavefront_sweep_is_the_row_major_sweep(shape, const):
     _close(got_v, want_v[1 : h + 1, 1 : w + 1], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape", [(9, 7, 11, 2), (3, 5, 4, 1)])
-def test_gaussian_prefilter_matches_scipy(shape):
+@pytest.mark.parametrize("temporal", [True, False])
+@pytest.mark.parametrize("shape", [(9, 7, 11, 2), (3, 5, 4, 1), (4, 12, 40, 1)])
+def test_gaussian_prefilter_matches_scipy(shape, temporal):
     """The numba pre-filter (normalisation fused in) against scipy's gaussian_filter, including
-    kernels wider than the array (repeated reflection) and sigma 0 on an axis."""
+    kernels wider than the array (repeated reflection), sigma 0 on an axis, and rows longer
+    than the kernel (reflected only at their ends)."""
     from scipy.ndimage import gaussian_filter
 
     from flowreg_dask.kernels.cpu import gaussian
@@ -526,11 +528,12 @@ def test_gaussian_prefilter_matches_scipy(shape):
     lo = np.array([10.0, 20.0])[: shape[-1]]
     hi = np.array([3900.0, 4100.0])[: shape[-1]]
     sigma = [[1.0, 2.5, 1.2], [0.0, 0.7, 0.1]][: shape[-1]]
-    got = smooth_frames(raw, sigma, vmin=lo, vmax=hi)
+    got = smooth_frames(raw, sigma, vmin=lo, vmax=hi, temporal=temporal)
     for c in range(shape[-1]):
         norm = (raw[..., c].astype(np.float64) - lo[c]) / (hi[c] - lo[c] + 1e-8)
         s_rows, s_cols, s_t = sigma[c]
-        s_t = s_t if int(4 * s_t + 0.5) > 0 else 0.0
+        s_t = s_t if int(4 * s_t + 0.5) > 0 and temporal else 0.0
         want = gaussian_filter(norm, (s_t, s_rows, s_cols), mode="reflect", truncate=4.0)
         np.testing.assert_allclose(got[..., c], want, rtol=0, atol=2e-6)
-    assert gaussian.filter_cols.targetoptions["nogil"] is True
+    assert gaussian.filter_frames.targetoptions["nogil"] is True
+    assert gaussian.filter_time_into.targetoptions["nogil"] is True

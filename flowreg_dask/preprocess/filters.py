@@ -70,7 +70,8 @@ def smooth_frames(
     With ``temporal=False`` only (y, x) is filtered. With ``vmin``/``vmax`` (C,) the result is
     normalised as by :func:`~flowreg_dask.preprocess.normalize.normalize`; the scaling is fused
     into the first filter pass (the taps sum to one, so it commutes with the filter) and raw
-    integer frames are read only once.
+    integer frames are read only once. Both spatial passes run frame by frame
+    (:func:`~flowreg_dask.kernels.cpu.gaussian.filter_frames`); a temporal pass follows.
     """
     frames = np.asarray(frames)
     t_n, h, w, n_channels = frames.shape
@@ -84,19 +85,22 @@ def smooth_frames(
         scale = np.float32(1.0) / (hi - lo + np.float32(EPS))
     src = np.ascontiguousarray(frames)
     out = np.empty((t_n, h, w, n_channels), np.float32)
-    tmp = np.empty((t_n, h, w), np.float32)
-    tmp2 = np.empty((t_n, h, w), np.float32)
+    plane, tmp = np.empty((h, w), np.float32), np.empty((h, w), np.float32)
+    spatial = None
     for c in range(n_channels):
         s_rows, s_cols, s_t = sig[c]
-        _g.filter_rows_normalised(
-            src, c, np.float32(lo[c]), np.float32(scale[c]), gaussian_weights(s_rows), tmp
-        )
-        _g.filter_cols(tmp, gaussian_weights(s_cols), tmp2)
+        lo_c, scale_c = np.float32(lo[c]), np.float32(scale[c])
+        w_rows, w_cols = gaussian_weights(s_rows), gaussian_weights(s_cols)
         if temporal and temporal_radius(s_t) > 0:
-            _g.filter_time(tmp2, gaussian_weights(s_t), tmp)
-            out[..., c] = tmp
+            if spatial is None:
+                spatial = np.empty((t_n, h, w, 1), np.float32)
+            _g.filter_frames(src, c, lo_c, scale_c, w_rows, w_cols, spatial, 0, plane, tmp)
+            if n_channels == 1:
+                _g.filter_time(spatial[..., 0], gaussian_weights(s_t), out[..., 0])
+            else:
+                _g.filter_time_into(spatial[..., 0], gaussian_weights(s_t), out, c)
         else:
-            out[..., c] = tmp2
+            _g.filter_frames(src, c, lo_c, scale_c, w_rows, w_cols, out, c, plane, tmp)
     return out
 
 

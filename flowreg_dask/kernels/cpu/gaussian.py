@@ -26,47 +26,74 @@ def _reflect(i, n):
 
 
 @numba.njit(**JIT)
-def filter_rows_normalised(src, c, lo, scale, weights, out):
-    """out[t, y, x] = scale * (sum_k w_k src[t, reflect(y + k - r), x, c] - lo) (axis y).
+def filter_frames(src, c, lo, scale, w_rows, w_cols, out, oc, plane, tmp):
+    """out[t, :, :, oc] = (G_x * G_y * src[t, :, :, c] - lo) * scale: both spatial passes of
+    channel ``c``, one frame at a time.
 
-    ``src`` is (T, H, W, C) of any numeric dtype; ``out`` (T, H, W) float32.
+    ``src`` (T, H, W, C) of any numeric dtype; ``out`` (T, H, W, OC) float32; ``plane`` and
+    ``tmp`` (H, W) float32 scratch. Per frame the channel is copied to a contiguous float32
+    ``plane``, filtered along y with the scaling fused (rows of ``plane`` weighted into rows of
+    ``tmp``), then along x (each row of ``tmp``, reflected only at its two ends, weighted into a
+    line buffer) into ``out``. Each frame's intermediates stay in cache and only the ends of a row
+    are reflected: at 256x256 with sigma 1, 0.15 ms per frame against 0.35 for two stack-wide
+    passes with a reflected index per sample (2 channels: 0.42 against 1.18).
     """
     t_n, h, w, _ = src.shape
-    r = (weights.shape[0] - 1) // 2
+    r_y = (w_rows.shape[0] - 1) // 2
+    n_x = w_cols.shape[0]
+    r_x = (n_x - 1) // 2
+    buf = np.empty(w + 2 * r_x, np.float32)
+    line = np.empty(w, np.float32)
     for t in range(t_n):
         for y in range(h):
-            o = out[t, y]
+            for x in range(w):
+                plane[y, x] = np.float32(src[t, y, x, c])
+        for y in range(h):
+            o = tmp[y]
             for x in range(w):
                 o[x] = 0.0
-            for k in range(weights.shape[0]):
-                yy = _reflect(y + k - r, h)
-                wk = weights[k]
-                row = src[t, yy]
+            for k in range(w_rows.shape[0]):
+                yy = _reflect(y + k - r_y, h)
+                wk = w_rows[k]
+                row = plane[yy]
                 for x in range(w):
-                    o[x] += wk * np.float32(row[x, c])
+                    o[x] += wk * row[x]
             for x in range(w):
                 o[x] = (o[x] - lo) * scale
+        for y in range(h):
+            row = tmp[y]
+            for i in range(r_x):
+                buf[i] = row[_reflect(i - r_x, w)]
+                buf[w + r_x + i] = row[_reflect(w + i, w)]
+            for x in range(w):
+                buf[r_x + x] = row[x]
+            for x in range(w):
+                line[x] = 0.0
+            for k in range(n_x):
+                wk = w_cols[k]
+                for x in range(w):
+                    line[x] += wk * buf[x + k]
+            o = out[t, y]
+            for x in range(w):
+                o[x, oc] = line[x]
 
 
 @numba.njit(**JIT)
-def filter_cols(a, weights, out):
-    """Filter (T, H, W) float32 ``a`` along x into ``out`` (reflect boundary)."""
+def filter_time_into(a, weights, out, oc):
+    """Filter (T, H, W) float32 ``a`` along t into ``out[..., oc]`` ((T, H, W, OC) float32)."""
     t_n, h, w = a.shape
-    n_k = weights.shape[0]
-    r = (n_k - 1) // 2
-    buf = np.empty(w + 2 * r, np.float32)
+    r = (weights.shape[0] - 1) // 2
     for t in range(t_n):
+        o = out[t]
         for y in range(h):
-            row = a[t, y]
-            for i in range(w + 2 * r):
-                buf[i] = row[_reflect(i - r, w)]
-            o = out[t, y]
             for x in range(w):
-                o[x] = 0.0
-            for k in range(n_k):
-                wk = weights[k]
+                o[y, x, oc] = 0.0
+        for k in range(weights.shape[0]):
+            src = a[_reflect(t + k - r, t_n)]
+            wk = weights[k]
+            for y in range(h):
                 for x in range(w):
-                    o[x] += wk * buf[x + k]
+                    o[y, x, oc] += wk * src[y, x]
 
 
 @numba.njit(**JIT)
