@@ -297,6 +297,28 @@ def test_resume_after_sigkill_matches_clean_run(tmp_path):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_reference_preregistration_of_small_frames_warns_nothing():
+    """On frames too small for level 9 the pre-registration stops at their deepest level, silently:
+    the user asked for no such level (a too deep min_level of their own is still reported)."""
+    import warnings
+
+    from flowreg_dask.core import reference as cref
+    from flowreg_dask.core.params import resolve_params
+    from flowreg_dask.core.pyramid import pyramid_plan
+
+    params = resolve_params(quality_setting="fast")
+    deepest = pyramid_plan(40, 48, eta=params.eta, levels=params.levels, min_level=99)[-1].i
+    assert deepest < cref.PREREG_MIN_LEVEL
+    assert cref.prereg_params(params, height=40, width=48).min_level == deepest
+    small = synthetic_recording(n_frames=12, height=40, width=48, n_channels=1, seed=2)
+    opts = OFOptions(quality_setting="fast", reference_frames=list(range(0, 8)))
+    cfg = RegistrationConfig(parallelization="sequential", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        corrected = register(small.movie, opts, config=cfg).corrected.values
+    assert corrected.shape == (12, 40, 48, 1)
+
+
 @pytest.mark.parametrize("preset", ["balanced", "quality"])
 def test_reference_preregistered_at_a_coarse_level_is_as_accurate(monkeypatch, preset):
     """The reference's pre-registration stops at pyramid level 9 (README): the final flows are

@@ -30,6 +30,7 @@ import dataclasses
 import numpy as np
 
 from .params import FlowParams
+from .pyramid import pyramid_plan
 
 PREREG_EXTRA_SIGMA = np.array([1.0, 1.0, 0.5])
 PREREG_EXTRA_ALPHA = 2.0
@@ -37,12 +38,23 @@ PREREG_EXTRA_ALPHA = 2.0
 PREREG_MIN_LEVEL = 9
 
 
-def prereg_params(params: FlowParams) -> FlowParams:
+def prereg_params(
+    params: FlowParams, *, height: int | None = None, width: int | None = None
+) -> FlowParams:
     """Parameters of the pre-registration: alpha + 2, pyramid down to level
-    ``max(min_level, PREREG_MIN_LEVEL)``, no rigid pre-alignment, no GNC."""
+    ``max(min_level, PREREG_MIN_LEVEL)``, no rigid pre-alignment, no GNC.
+
+    Given the frame size, a level deeper than that frame's pyramid is replaced by its deepest
+    level without a warning (the user did not ask for it; a too deep ``min_level`` of the user's
+    own is reported by the registration itself).
+    """
+    level = max(params.min_level, PREREG_MIN_LEVEL)
+    if height is not None and width is not None:
+        plan = pyramid_plan(height, width, eta=params.eta, levels=params.levels, min_level=level)
+        level = min(level, plan[-1].i)
     return dataclasses.replace(
         params,
-        min_level=max(params.min_level, PREREG_MIN_LEVEL),
+        min_level=level,
         alpha=(params.alpha[0] + PREREG_EXTRA_ALPHA, params.alpha[1] + PREREG_EXTRA_ALPHA),
         cc_initialization=False,
         gnc_schedule=None,

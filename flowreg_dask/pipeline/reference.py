@@ -251,7 +251,7 @@ def preregistered_reference(
     hi = np.broadcast_to(np.asarray(first[1], np.float64), (n_channels,))
     mean_proc = np.ascontiguousarray(normalize(first[2] / n, vmin=lo, vmax=hi))
     raw_mean = (first[3] / n).astype(np.float32)
-    pparams = prereg_params(params)
+    pparams = prereg_params(params, height=recording.shape[1], width=recording.shape[2])
     total = run.reduce(
         [
             dask.delayed(_prereg_pass2)(
