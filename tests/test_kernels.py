@@ -536,4 +536,4 @@ def test_gaussian_prefilter_matches_scipy(shape, temporal):
         want = gaussian_filter(norm, (s_t, s_rows, s_cols), mode="reflect", truncate=4.0)
         np.testing.assert_allclose(got[..., c], want, rtol=0, atol=2e-6)
     assert gaussian.filter_frames.targetoptions["nogil"] is True
-    assert gaussian.filter_time_into.targetoptions["nogil"] is True
+    assert gaussian.filter_time.targetoptions["nogil"] is True

@@ -701,3 +701,28 @@ def test_a_memory_capped_run_stores_eight_frame_inner_chunks(tmp_path):
     ).output
     flow = zarr.open_group(str(out), mode="r")["flow"]
     assert flow.shards[0] == 24 and flow.chunks[0] == 8
+
+
+def test_float_arrays_are_byte_shuffled_and_integers_bit_shuffled(tmp_path):
+    """Compression per dtype (README, store layout): flows and the reference byte-shuffled
+    (cheaper to encode at the same size), the uint16 movie bit-shuffled (smaller)."""
+    import zarr
+
+    import flowreg_dask as fd
+    from flowreg_dask.datasets import synthetic_recording
+
+    rec = synthetic_recording(n_frames=16, height=64, width=64, n_channels=1, seed=4)
+    opts = fd.OFOptions(quality_setting="fast", reference_frames=list(range(8)), save_w=True)
+    cfg = fd.RegistrationConfig(parallelization="sequential", progress=False)
+    out = fd.compensate_recording(
+        opts, cfg, recording=rec.movie.astype(np.uint16), output=tmp_path / "o.zarr"
+    ).output
+    root = zarr.open_group(str(out), mode="r")
+
+    def shuffle(arr):
+        (blosc,) = [c for c in arr.compressors if type(c).__name__ == "BloscCodec"]
+        return blosc.shuffle.value
+
+    assert shuffle(root["flow"]) == "shuffle"
+    assert shuffle(root["reference"]) == "shuffle"
+    assert shuffle(root["0/0"]) == "bitshuffle"

@@ -95,10 +95,7 @@ def smooth_frames(
             if spatial is None:
                 spatial = np.empty((t_n, h, w, 1), np.float32)
             _g.filter_frames(src, c, lo_c, scale_c, w_rows, w_cols, spatial, 0, plane, tmp)
-            if n_channels == 1:
-                _g.filter_time(spatial[..., 0], gaussian_weights(s_t), out[..., 0])
-            else:
-                _g.filter_time_into(spatial[..., 0], gaussian_weights(s_t), out, c)
+            _g.filter_time(spatial[..., 0], gaussian_weights(s_t), out[..., c])
         else:
             _g.filter_frames(src, c, lo_c, scale_c, w_rows, w_cols, out, c, plane, tmp)
     return out

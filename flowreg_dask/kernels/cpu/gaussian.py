@@ -79,26 +79,9 @@ def filter_frames(src, c, lo, scale, w_rows, w_cols, out, oc, plane, tmp):
 
 
 @numba.njit(**JIT)
-def filter_time_into(a, weights, out, oc):
-    """Filter (T, H, W) float32 ``a`` along t into ``out[..., oc]`` ((T, H, W, OC) float32)."""
-    t_n, h, w = a.shape
-    r = (weights.shape[0] - 1) // 2
-    for t in range(t_n):
-        o = out[t]
-        for y in range(h):
-            for x in range(w):
-                o[y, x, oc] = 0.0
-        for k in range(weights.shape[0]):
-            src = a[_reflect(t + k - r, t_n)]
-            wk = weights[k]
-            for y in range(h):
-                for x in range(w):
-                    o[y, x, oc] += wk * src[y, x]
-
-
-@numba.njit(**JIT)
 def filter_time(a, weights, out):
-    """Filter (T, H, W) float32 ``a`` along t into ``out`` (reflect boundary)."""
+    """Filter (T, H, W) float32 ``a`` along t into ``out`` (reflect boundary); ``out`` may be a
+    strided view, e.g. one channel ``[..., c]`` of a (T, H, W, C) stack."""
     t_n, h, w = a.shape
     r = (weights.shape[0] - 1) // 2
     for t in range(t_n):
