@@ -24,7 +24,7 @@ from .._constants import STAT_NAMES, bounds_from_chunks
 from ..core.params import FlowParams
 from ..preprocess.filters import smooth_image, temporal_depth
 from ..preprocess.normalize import intensity_range, normalize
-from ._heap import release_free_memory
+from ._heap import release_free_memory, tune_heap
 from .blocks import preprocess_block, register_span
 from .chunks import chunk_layout, halo_depth
 
@@ -205,6 +205,7 @@ def _overlap_task(
     return_flow: bool = False,
 ) -> Any:
     """Register time chunk ``block_id[0]`` from its map_overlap block (chunk plus halos)."""
+    tune_heap()
     i = block_id[0]
     start, stop = bounds[i]
     first = start - before if i > 0 else 0

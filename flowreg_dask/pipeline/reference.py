@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.params import FlowParams
 from ..errors import FlowRegWarning, InvalidInputError, InvalidOptionError, RecordingNotFoundError
+from ._heap import tune_heap
 from .run import Runner
 
 __all__ = [
@@ -161,6 +162,7 @@ def _sequence_frames(data, indices: list[int], lo: int, hi: int):
 
 def _smoothed(raw: np.ndarray, offset: int, n: int, sig) -> tuple[np.ndarray, np.ndarray]:
     """Raw and smoothed frames ``offset .. offset + n`` of a block read with its temporal halo."""
+    tune_heap()  # the first work of every reference task
     from ..preprocess.filters import smooth_frames
 
     smooth = smooth_frames(raw, sig)

@@ -26,12 +26,6 @@ JOBQUEUE_CLASSES = {
 }
 #: Defaults of the cluster keyword arguments (pyflowreg's ``session dask`` CLI defaults).
 CLUSTER_DEFAULTS: dict[str, Any] = {"cores": 4, "memory": "8GB", "walltime": "02:00:00"}
-_SINGLE_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "NUMBA_NUM_THREADS": "1",
-}
 
 
 def make_jobqueue_cluster(scheduler: str, **options: Any) -> Any:
@@ -81,18 +75,6 @@ def make_jobqueue_cluster(scheduler: str, **options: Any) -> Any:
     return cluster
 
 
-def _local_cluster(n_workers: int) -> Any:
-    from distributed import LocalCluster
-
-    return LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        env=dict(_SINGLE_THREAD_ENV),
-    )
-
-
 @contextlib.contextmanager
 def session_client(config: SessionConfig) -> Iterator[Any]:
     """The ``distributed.Client`` a session's stages share (None for the local run modes).
@@ -132,7 +114,9 @@ def session_client(config: SessionConfig) -> Iterator[Any]:
         yield active
         return
     n = RegistrationConfig(n_jobs=config.n_workers).resolved_n_jobs()
-    cluster = _local_cluster(n)
+    from ..pipeline.run import start_local_cluster
+
+    cluster = start_local_cluster(n)
     try:
         with Client(cluster) as client:
             yield client
