@@ -16,9 +16,10 @@ Guarantees, and what they rely on:
 
 * **One writer per storage object.** Pipeline chunk ``i`` covers whole shards (see
   :func:`~flowreg_dask.store.layout.plan_time_layout`), so concurrent ``write_chunk`` calls from
-  threads or processes never read-modify-write the same object. zarr's local store writes every
-  object to a temporary file and renames it into place, so a killed writer leaves the old object or
-  the new one.
+  threads or processes never read-modify-write the same object. Whole objects of the time arrays
+  are encoded in the writing thread (:mod:`._objects`, the same bytes as zarr's); both that and
+  zarr's local store write every object to a temporary file and rename it into place, so a killed
+  writer leaves the old object or the new one.
 * **Done flags last.** ``write_chunk`` first clears the chunk's flag (if a retry rewrites a done
   chunk), writes the data, then sets the flag (its own storage object, written atomically). A
   chunk without its flag is rewritten in full on resume.
@@ -61,6 +62,7 @@ from ..errors import (
     RecordingNotFoundError,
 )
 from . import layout as L
+from ._objects import ObjectWriter
 from ._record import (
     _LAYOUT_FIELDS,
     StoreSpec,
@@ -112,6 +114,7 @@ class CorrectedStore:
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
         self._arrays: dict[str, Any] | None = None
+        self._objects: dict[str, ObjectWriter | None] = {}
         self._arrays_pid: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -145,6 +148,11 @@ class CorrectedStore:
                 names += [L.VALID] if self.save_valid else []
                 names += [L.stats_path(s) for s in self.stat_names]
                 self._arrays = {name: _writable(group[name]) for name in names}
+                self._objects = {
+                    name: ObjectWriter.for_array(self._arrays[name])
+                    for name in names
+                    if name not in (L.REFERENCE, L.CHUNK_DONE, L.REFERENCE_STATE)
+                }
                 self._arrays_pid = os.getpid()
             return self._arrays
 
@@ -664,13 +672,18 @@ class CorrectedStore:
         self._check_writable()
         arrays = self._open_arrays()
         arrays[L.CHUNK_DONE][int(index)] = False
-        writes = [(arrays[L.CORRECTED], cor_tcyx)]
+        values = {L.CORRECTED: cor_tcyx}
         if flow_t is not None:
-            writes.append((arrays[L.FLOW], flow_t))
+            values[L.FLOW] = flow_t
         if valid_b is not None:
-            writes.append((arrays[L.VALID], valid_b))
-        writes += [(arrays[L.stats_path(name)], v) for name, v in stat_arrays.items()]
-        _write_together(writes, slice(start, stop))
+            values[L.VALID] = valid_b
+        values.update({L.stats_path(name): v for name, v in stat_arrays.items()})
+        writes = []
+        for name, value in values.items():
+            objects = self._objects.get(name)
+            rest = objects.write(value, start) if objects is not None else [(start, stop)]
+            writes += [(arrays[name], value[a - start : b - start], slice(a, b)) for a, b in rest]
+        _write_together(writes)
         arrays[L.CHUNK_DONE][int(index)] = True
 
     # -- run state ---------------------------------------------------------------------------------
@@ -852,22 +865,22 @@ def _writable(array: Any) -> Any:
     return with_config({"write_empty_chunks": True}) if with_config is not None else array
 
 
-def _write_together(writes: list[tuple[Any, np.ndarray]], sel: slice) -> None:
-    """Write ``value`` to ``array[sel]`` for every (array, value) pair in one trip to zarr's event
-    loop, so the encodes and file writes of the corrected frames, flows, masks and statistics
-    overlap (in a profile at 256x256, a registration thread's time waiting for zarr fell from
-    about 350 to 200 samples). Falls back to plain writes where zarr lacks the asynchronous
-    API."""
+def _write_together(writes: list[tuple[Any, np.ndarray, slice]]) -> None:
+    """Write ``value`` to ``array[sel]`` for every (array, value, sel) in one trip to zarr's event
+    loop, so their encodes and file writes overlap. Falls back to plain writes where zarr lacks
+    the asynchronous API."""
+    if not writes:
+        return
     try:
         from zarr.core.sync import sync
 
-        pairs = [(arr.async_array, value) for arr, value in writes]
+        triples = [(arr.async_array, value, sel) for arr, value, sel in writes]
     except (ImportError, AttributeError):  # pragma: no cover - other zarr versions
-        for arr, value in writes:
+        for arr, value, sel in writes:
             arr[sel] = value
         return
 
     async def write_all() -> None:
-        await asyncio.gather(*(arr.setitem(sel, value) for arr, value in pairs))
+        await asyncio.gather(*(arr.setitem(sel, value) for arr, value, sel in triples))
 
     sync(write_all())
