@@ -89,3 +89,49 @@ def test_other_codecs_and_stores_are_left_to_zarr(tmp_path):
         "x", shape=(24, 8, 8), chunks=(12, 4, 8), dtype="uint16", compressors=BloscCodec()
     )
     assert ObjectWriter.for_array(rows) is None  # objects that split frames
+
+
+@pytest.mark.parametrize("bounds", [[(0, 8), (8, 16), (16, 21)], [(0, 12), (12, 21)]])
+def test_store_chunks_take_the_direct_path(tmp_path, monkeypatch, bounds):
+    """A run's chunks are written as whole objects by the task; only an end object that the
+    layout leaves partly outside the array goes through zarr; the store reads back exactly."""
+    from flowreg_dask.store import writer
+    from flowreg_dask.store.reader import open_result
+
+    spec = writer.StoreSpec(
+        n_frames=21,
+        height=8,
+        width=6,
+        n_channels=2,
+        dtype=np.uint16,
+        chunk_bounds=bounds,
+        save_flow=True,
+        save_valid=True,
+        fingerprint="fp",
+        metadata={},
+    )
+    store = writer.CorrectedStore.create(tmp_path / "out.zarr", spec)
+    through_zarr = []
+    real = writer._write_together
+    monkeypatch.setattr(writer, "_write_together", lambda w: (through_zarr.extend(w), real(w))[1])
+    rng = np.random.default_rng(5)
+    cor = rng.integers(0, 4000, (21, 8, 6, 2), dtype=np.uint16)
+    flow = rng.normal(size=(21, 8, 6, 2)).astype(np.float32)
+    valid = rng.random((21, 8, 6)) > 0.1
+    stats = {name: rng.normal(size=21) for name in L.DEFAULT_STAT_NAMES}
+    for i, (a, b) in enumerate(bounds):
+        store.write_chunk(
+            i,
+            corrected=cor[a:b],
+            flow=flow[a:b],
+            valid=valid[a:b],
+            stats={k: v[a:b] for k, v in stats.items()},
+        )
+    assert all(store._objects[name] is not None for name in store._objects)
+    assert {sel.stop for _, _, sel in through_zarr} <= {21}  # at most the last object
+    store.save_reference(rng.normal(size=(8, 6, 2)))
+    store.finalize()
+    ds = open_result(tmp_path / "out.zarr")
+    np.testing.assert_array_equal(ds["corrected"].values, cor)
+    np.testing.assert_array_equal(ds["flow"].values, flow)
+    np.testing.assert_array_equal(ds["valid"].values, valid)
