@@ -293,3 +293,35 @@ def test_dataset_flag_one_per_channel(tmp_path, capsys):
         out = capsys.readouterr().out
         assert "dataset:      'red', 'green'" in out and "x 2 channel(s)" in out
         assert "channels:     red, green" in out
+
+
+@pytest.mark.parametrize("fast_exit", ["1", "0"])
+def test_console_script_ends_after_flushing_and_exit_handlers(tmp_path, tif, fast_exit):
+    """The console entry ends the process with os._exit after the work: what was printed, the
+    atexit handlers and the written HDF5 file are all there (and the same with the normal exit)."""
+    import os
+    import subprocess
+    import sys
+
+    import h5py
+
+    target = tmp_path / "corr.h5"
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('handler ran', flush=True))\n"
+        "from flowreg_dask.cli.main import run\n"
+        f"sys.argv = ['flowreg-dask', 'correct', {str(tif)!r}, '-o', {str(target)!r}, "
+        "'--quality', 'fast', '--buffer-size', '8', '--reference-frames', '0:10', "
+        "'--format', 'hdf5', '--no-progress']\n"
+        "run()\n"
+    )
+    env = {**os.environ, "FLOWREG_FAST_EXIT": fast_exit}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("handler ran")
+    assert str(target) in done.stdout  # the "wrote ..." line came out before the exit
+    with h5py.File(target, "r") as f:
+        assert f["ch1"].shape == f["ch2"].shape == (24, 40, 48)
+        assert f["ch2"][-1].any() and np.isfinite(f["mean_disp"][:]).all()  # all frames written

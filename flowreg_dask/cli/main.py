@@ -734,5 +734,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """The ``flowreg-dask`` console script: :func:`main`, then end the process without the
+    interpreter's teardown of every imported module.
+
+    With dask, xarray, zarr, distributed and numba loaded, that teardown took 0.4-0.6 s after the
+    work was done (5 % of correcting 1000 frames of 256x256). Every output is closed and renamed
+    into place before :func:`main` returns; here stdout and stderr are flushed and the ``atexit``
+    handlers (logging, multiprocessing, ``weakref.finalize``) run before ``os._exit``. Errors
+    and interrupts end as usual. ``FLOWREG_FAST_EXIT=0`` keeps the normal teardown.
+    """
+    import atexit
+
+    code = main()
+    exit_funcs = getattr(atexit, "_run_exitfuncs", None)
+    if os.environ.get("FLOWREG_FAST_EXIT", "1") == "0" or exit_funcs is None:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe
+            pass
+    exit_funcs()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
