@@ -8,12 +8,12 @@ Two things, both measured on 256x256x1000, fast preset:
   chunk is written returns the free pages (2 threads, four alternating pairs of runs: peak RSS
   10-45 MB lower, frames/s unchanged within the run-to-run spread). ``FLOWREG_MALLOC_TRIM=0``
   turns it off (to compare).
-* ``HEAP_ENV`` / ``tune_heap``: dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``.
+* ``WORKER_ENV`` / ``tune_heap``: dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``.
   Setting any glibc threshold turns off its dynamic mmap threshold, so every array above 128 KiB
   (a 256x256 float32 plane is 256 KiB) is a fresh ``mmap`` whose pages fault in on first touch
   and go back on ``free``. One single-threaded distributed worker spent 8-9 s of system time per
   run instead of 3.4-4 s, and ran 24-29 s instead of 21-22 s. LocalClusters started here leave
-  the variable out (``HEAP_ENV``; the trim after each chunk keeps memory in check); in a worker
+  the variable out (``WORKER_ENV``; the trim after each chunk keeps memory in check); in a worker
   of somebody else's cluster that has it, ``tune_heap`` sets fixed thresholds instead (mmap above
   32 MiB, trim above 64 MiB: 3.8-4 s of system time in the same run).
 """
@@ -25,11 +25,11 @@ import ctypes.util
 import functools
 import os
 
-__all__ = ["HEAP_ENV", "local_cluster_config", "release_free_memory", "tune_heap"]
+__all__ = ["WORKER_ENV", "local_cluster_config", "release_free_memory", "tune_heap"]
 
 #: Environment of worker processes started by flowreg_dask: single-threaded numeric libraries and
 #: no ``MALLOC_TRIM_THRESHOLD_`` (see the module docstring).
-HEAP_ENV = {
+WORKER_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
@@ -38,7 +38,7 @@ HEAP_ENV = {
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _DASK_TRIM_THRESHOLD = "65536"  # distributed.nanny.pre-spawn-environ's default
-_GLIBC_THRESHOLDS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
+_USER_THRESHOLDS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")  # left alone if set
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,7 +73,7 @@ def tune_heap() -> bool:
     libc = _libc()
     if libc is None or os.environ.get("MALLOC_TRIM_THRESHOLD_") != _DASK_TRIM_THRESHOLD:
         return False
-    if any(name in os.environ for name in _GLIBC_THRESHOLDS[1:]):
+    if any(name in os.environ for name in _USER_THRESHOLDS):
         return False
     libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
     libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import warn_user
 from ..options import RegistrationConfig
-from ._heap import HEAP_ENV, local_cluster_config
+from ._heap import WORKER_ENV, local_cluster_config
 
 
 @dataclass
@@ -147,7 +147,7 @@ def _init_worker(parent: int) -> None:
     from dask.multiprocessing import initialize_worker_process
 
     _exit_with_parent(parent)
-    os.environ.update(HEAP_ENV)
+    os.environ.update(WORKER_ENV)
     initialize_worker_process()
 
 
@@ -194,7 +194,7 @@ def start_local_cluster(n_workers: int) -> Any:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
-            env=dict(HEAP_ENV),
+            env=dict(WORKER_ENV),
         )
 
 

@@ -33,7 +33,11 @@ def _blosc(codec: Any) -> Any | None:
 
     if type(codec).__name__ != "BloscCodec":
         return None
-    shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": 2}
+    shuffle = {
+        "noshuffle": Blosc.NOSHUFFLE,
+        "shuffle": Blosc.SHUFFLE,
+        "bitshuffle": Blosc.BITSHUFFLE,
+    }
     return Blosc(
         cname=str(codec.cname.value),
         clevel=int(codec.clevel),
@@ -60,15 +64,23 @@ class ObjectWriter:
     """
 
     def __init__(
-        self, *, root: Path, shape: tuple, dtype: np.dtype, object_len: int, inner_len: int, blosc
+        self,
+        *,
+        root: Path,
+        key: Any,
+        shape: tuple,
+        dtype: np.dtype,
+        object_len: int,
+        inner_len: int,
+        blosc: Any,
     ):
         self.root = root
+        self.key = key  # chunk coordinates -> store key (the array's chunk key encoding)
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.object_len = object_len  # frames per stored object (shard or chunk)
         self.inner_len = inner_len  # frames per inner chunk (== object_len when unsharded)
         self.blosc = blosc
-        self._key = None
 
     @classmethod
     def for_array(cls, array: Any) -> ObjectWriter | None:
@@ -103,16 +115,15 @@ class ObjectWriter:
         blosc = _little_bytes_blosc(codecs)
         if blosc is None:
             return None
-        writer = cls(
+        return cls(
             root=Path(array.store.root) / array.path,
+            key=meta.encode_chunk_key,
             shape=array.shape,
             dtype=array.dtype,
             object_len=outer[0],
             inner_len=inner_len,
             blosc=blosc,
         )
-        writer._key = meta.encode_chunk_key
-        return writer
 
     def write(self, value: np.ndarray, start: int) -> list[tuple[int, int]]:
         """Write the objects that ``value`` (frames ``start .. start + len(value)``) covers whole.
@@ -134,7 +145,7 @@ class ObjectWriter:
         zeros = (0,) * (len(self.shape) - 1)
         for k in range(first, last):
             lo = k * self.object_len - start
-            self._put(self._key((k, *zeros)), self._encode(data[lo : lo + self.object_len]))
+            self._put(self.key((k, *zeros)), self._encode(data[lo : lo + self.object_len]))
         return rest
 
     def _encode(self, frames: np.ndarray) -> list:
