@@ -53,17 +53,67 @@ def test_tune_heap_ends_page_faults_of_dask_trim_threshold():
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, False),
+        ({}, True),
+        ({"MALLOC_TRIM_THRESHOLD_": "65536"}, True),  # the nanny's default
         ({"MALLOC_TRIM_THRESHOLD_": "1000000"}, False),  # the user's own value
         ({"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "131072"}, False),
+        ({"MALLOC_TOP_PAD_": "0"}, False),
+        ({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1000000"}, False),
     ],
 )
+@glibc
 def test_tune_heap_leaves_other_settings_alone(monkeypatch, env, expected):
     for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert _heap.tune_heap.__wrapped__() is expected
+
+
+KEEP = textwrap.dedent(
+    """
+    import resource
+    import numpy as np
+    from flowreg_dask.pipeline._heap import free_heap_bytes, release_free_memory, tune_heap
+
+    def minflt():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    def chunk():  # a chunk's arrays: 8 x 4 MiB alive together, touched, then freed
+        arrays = [np.ones(1 << 20, np.float32) for _ in range(8)]
+        del arrays
+
+    def faults_after(keep):
+        chunk()
+        free = free_heap_bytes()
+        release_free_memory(keep=keep)
+        before = minflt()
+        chunk()
+        return minflt() - before, free
+
+    tune_heap()
+    faults_after(0)
+    trimmed, _ = faults_after(0)
+    kept, free = faults_after(1 << 30)
+    print(trimmed, kept, free)
+    """
+)
+
+
+@glibc
+def test_free_memory_kept_below_bound_is_reused_without_page_faults():
+    """Trimming after every chunk makes the next chunk fault its arrays in again (8 x 4 MiB:
+    here about half of their 8192 pages fault); below the bound the free memory stays and is
+    reused without faults."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "FLOWREG_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", KEEP], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    trimmed, kept, free = int(out[0]), int(out[1]), int(out[2])
+    assert free >= 32 << 20  # the arenas did hold the freed chunk
+    assert trimmed >= 8 * 1024 // 4
+    assert kept < trimmed / 20
 
 
 def test_local_cluster_config_drops_only_dask_default():

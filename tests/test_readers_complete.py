@@ -358,3 +358,38 @@ def test_zarr_group_two_arrays_refused_dataset_chooses(tmp_path):
     assert "group.zarr" in msg and "arrays" in msg and "'dff'" in msg and "'raw'" in msg
     np.testing.assert_array_equal(read_all(path, dataset="dff")[..., 0], dff)
     assert sha(path) == digest
+
+
+def test_tiff_contiguous_planes_read_in_any_order_and_short_file_refused(tmp_path):
+    """Contiguous uncompressed data is read with ``readinto`` per run of consecutive planes: any
+    order and repeats give exactly those planes; a file shorter than its pages say is an error,
+    never zeros."""
+    from flowreg_dask.io.tiff_ import _read_contiguous
+
+    data = frames(9, dtype=np.dtype(">u2"))
+    raw = tmp_path / "planes.raw"
+    offset = 7
+    raw.write_bytes(b"x" * offset + data.tobytes())
+    planes = np.array([3, 4, 5, 0, 8, 8, 1])
+    got = _read_contiguous(str(raw), offset, data.dtype, H * W, planes)
+    assert got.dtype == data.dtype
+    np.testing.assert_array_equal(got, data.reshape(9, -1)[planes])
+    np.testing.assert_array_equal(
+        _read_contiguous(str(raw), offset, data.dtype, H * W, np.array([], np.int64)),
+        np.empty((0, H * W), data.dtype),
+    )
+    raw.write_bytes(b"x" * offset + data.tobytes()[: -H * W])  # the last plane cut in half
+    with pytest.raises(InvalidInputError, match="truncated") as err:
+        _read_contiguous(str(raw), offset, data.dtype, H * W, np.array([7, 8]))
+    assert "planes.raw" in str(err.value) and "before plane 8" in str(err.value)
+
+
+def test_tiff_contiguous_recording_reads_every_frame(tmp_path):
+    path = tmp_path / "rec.tif"
+    data = frames(12)
+    tifffile.imwrite(path, data, contiguous=True)
+    rec = open_recording(path, buffer_size=5)
+    lazy = rec.encoding["frames"]
+    assert isinstance(lazy, TiffFrames) and lazy.contiguous is not None
+    np.testing.assert_array_equal(rec.data.compute()[..., 0], data)
+    np.testing.assert_array_equal(np.asarray(lazy[[9, 2, 3]])[..., 0], data[[9, 2, 3]])

@@ -24,7 +24,7 @@ from .._constants import STAT_NAMES, bounds_from_chunks
 from ..core.params import FlowParams
 from ..preprocess.filters import smooth_image, temporal_depth
 from ..preprocess.normalize import intensity_range, normalize
-from ._heap import release_free_memory, tune_heap
+from ._heap import KEEP_FREE_BYTES, release_free_memory, tune_heap
 from .blocks import preprocess_block, register_span
 from .chunks import chunk_layout, halo_depth
 
@@ -225,7 +225,7 @@ def _overlap_task(
     done = np.empty((1, 1, 1, 1), object)
     done[0, 0, 0, 0] = ChunkWritten(i, stop - start, out["flow"] if return_flow else None)
     del out
-    release_free_memory()
+    release_free_memory(keep=KEEP_FREE_BYTES)
     return done
 
 

@@ -181,9 +181,9 @@ def _process_pool(n_workers: int) -> Iterator[Any]:
 def start_local_cluster(n_workers: int) -> Any:
     """A ``distributed.LocalCluster`` of ``n_workers`` single-threaded worker processes.
 
-    Workers get single-threaded numeric libraries and glibc's dynamic heap thresholds (not the
-    nanny's ``MALLOC_TRIM_THRESHOLD_``, see :mod:`._heap`: one worker spent 3.4-4 s of system
-    time on 1000 frames at 256x256 instead of 8-9 s).
+    Workers get single-threaded numeric libraries and not the nanny's ``MALLOC_TRIM_THRESHOLD_``
+    (their tasks set the heap thresholds, see :mod:`._heap`: with the nanny's value one worker
+    spent 8-9 s of system time on 1000 frames at 256x256 instead of 3.4-4 s).
     """
     import dask
     from distributed import LocalCluster
