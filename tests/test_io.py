@@ -840,6 +840,66 @@ def test_registry(tmp_path):
     assert open_recording(path).shape == (2, H, W, 1)
 
 
+def test_recognising_a_tiff_imports_no_other_reader(tmp_path):
+    """Readers are imported in their order only until one recognises the file: opening a TIFF
+    does not import h5py or scipy.io (their import is start-up time of every run)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, movie(t=2))
+    code = (
+        "import sys; import flowreg_dask.io as io; "
+        f"rec = io.open_recording({str(path)!r}); "
+        "print(io.guess_reader(" + repr(str(path)) + ").name, rec.shape[0], "
+        "sorted(m for m in ('h5py', 'scipy.io') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["tiff", "2", "[]"]
+    # listing still imports every reader; asking for one by name imports that one
+    assert get_reader("mat").name == "mat" and "hdf5" in list_readers()
+
+
+def test_reader_plugins_from_entry_points(tmp_path, monkeypatch):
+    """Plugins come after the built-ins (which keep their names); a broken one is reported and
+    skipped; a file no built-in recognises reaches a plugin by its extension."""
+    from flowreg_dask.io import _registry
+
+    class FooReader(Reader):
+        name = "foo"
+        description = "test format"
+        extensions = (".foo",)
+
+        def open(self, path, **kwargs):
+            raise NotImplementedError
+
+    class EP:
+        def __init__(self, name, target):
+            self.name, self.value, self._target = name, f"tests:{name}", target
+
+        def load(self):
+            if isinstance(self._target, Exception):
+                raise self._target
+            return self._target
+
+    eps = [EP("foo", FooReader), EP("tiff", FooReader), EP("broken", ImportError("no module"))]
+    monkeypatch.setattr(_registry, "entry_points", lambda group: eps)
+    _registry._plugins.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="broken"):
+            readers = list_readers()
+        assert list(readers)[-1] == "foo" and isinstance(readers["tiff"], type(get_reader("tif")))
+        assert not isinstance(readers["tiff"], FooReader)
+        assert isinstance(get_reader("foo"), FooReader)
+        path = tmp_path / "x.foo"
+        path.write_bytes(b"not a known format")
+        assert guess_reader(path).name == "foo"
+    finally:
+        _registry._plugins.cache_clear()
+
+
 def test_info_and_describe(tmp_path):
     data = movie(c=2)
     path = tmp_path / "ij.tif"

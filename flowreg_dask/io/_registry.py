@@ -2,8 +2,9 @@
 
 Each file format is one :class:`Reader` subclass in its own module. The built-in readers are
 listed in :data:`BUILTIN_READERS` as ``name -> (required module, "module:Class")`` and imported
-only when first listed; third-party readers register through the entry-point group
-``flowreg_dask.readers`` (the entry point loads a :class:`Reader` subclass).
+only when first needed (recognising a TIFF imports neither h5py nor scipy); third-party readers
+register through the entry-point group ``flowreg_dask.readers`` (the entry point loads a
+:class:`Reader` subclass).
 
 ``guess_reader(path)`` asks every reader first whether the file's leading bytes (magic) are
 its format, then whether its extension is; the first match wins, in the table's order.
@@ -16,6 +17,7 @@ import importlib
 import inspect
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -127,16 +129,23 @@ def _load(target: str) -> type[Reader]:
 
 
 @functools.cache
-def _readers() -> dict[str, Reader]:
+def _builtin(name: str) -> Reader | None:
+    """The built-in reader ``name``, imported on first use; None when its package is missing."""
+    required, target = BUILTIN_READERS[name]
+    try:
+        importlib.import_module(required)
+    except ImportError:
+        return None
+    return _load(target)()
+
+
+@functools.cache
+def _plugins() -> dict[str, Reader]:
+    """Readers registered through the entry-point group, by name (an installed built-in keeps
+    its name)."""
     readers: dict[str, Reader] = {}
-    for name, (required, target) in BUILTIN_READERS.items():
-        try:
-            importlib.import_module(required)
-        except ImportError:
-            continue
-        readers[name] = _load(target)()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in readers:
+        if ep.name in readers or (ep.name in BUILTIN_READERS and _builtin(ep.name) is not None):
             continue
         try:
             cls = ep.load()
@@ -149,6 +158,21 @@ def _readers() -> dict[str, Reader]:
             continue
         readers[ep.name] = reader
     return readers
+
+
+def _in_order() -> Iterator[Reader]:
+    """The installed readers in the order they are tried, each imported only when reached (a
+    TIFF is recognised without importing h5py or scipy)."""
+    for name in BUILTIN_READERS:
+        reader = _builtin(name)
+        if reader is not None:
+            yield reader
+    yield from _plugins().values()
+
+
+def _readers() -> dict[str, Reader]:
+    readers = {name: _builtin(name) for name in BUILTIN_READERS}
+    return {n: r for n, r in readers.items() if r is not None} | _plugins()
 
 
 def list_readers() -> dict[str, Reader]:
@@ -167,9 +191,9 @@ def get_reader(name: str) -> Reader:
     """The reader registered as ``name`` (aliases such as ``"tif"`` or ``"h5"`` accepted)."""
     key = str(name).strip().lower()
     key = ALIASES.get(key, key)
-    readers = _readers()
-    if key in readers:
-        return readers[key]
+    reader = _builtin(key) if key in BUILTIN_READERS else _plugins().get(key)
+    if reader is not None:
+        return reader
     hint = ""
     if key in BUILTIN_READERS:
         hint = f" Reader {key!r} needs the package {BUILTIN_READERS[key][0]!r}: install it."
@@ -181,11 +205,10 @@ def guess_reader(path: str | os.PathLike) -> Reader:
     """The reader for ``path``: the first whose magic bytes match, else the first extension."""
     path = os.fspath(path)
     header = read_header(path)
-    readers = list(_readers().values())
-    for reader in readers:
+    for reader in _in_order():
         if reader.sniff(path, header):
             return reader
-    for reader in readers:
+    for reader in _in_order():
         if reader.matches_extension(path):
             return reader
     ext = os.path.splitext(path)[1] or "(none)"
