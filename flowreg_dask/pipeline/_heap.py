@@ -87,8 +87,7 @@ def free_heap_bytes() -> int | None:
     if fn is None:
         return None
     fn.restype = _MallInfo2
-    info = fn()
-    return int(info.fordblks + info.fsmblks)
+    return int(fn().fordblks)  # all free chunks, fastbins and the top of each heap included
 
 
 def release_free_memory(keep: int = 0) -> None:
