@@ -57,19 +57,6 @@ TRIM_THRESHOLD = 64 << 20
 KEEP_FREE_BYTES = 128 << 20
 
 
-@functools.lru_cache(maxsize=1)
-def _libc():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        libc.malloc_trim.restype = ctypes.c_int
-        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-        libc.mallopt.restype = ctypes.c_int
-    except (OSError, AttributeError):  # not glibc
-        return None
-    return libc
-
-
 class _MallInfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
@@ -80,14 +67,28 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
+@functools.lru_cache(maxsize=1)
+def _libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.malloc_trim.restype = ctypes.c_int
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
+        if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+            libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return libc
+
+
 def free_heap_bytes() -> int | None:
     """Bytes of freed memory the malloc arenas hold (glibc >= 2.33 ``mallinfo2``), else None."""
     libc = _libc()
-    fn = getattr(libc, "mallinfo2", None) if libc is not None else None
-    if fn is None:
+    if libc is None or not hasattr(libc, "mallinfo2"):
         return None
-    fn.restype = _MallInfo2
-    return int(fn().fordblks)  # all free chunks, fastbins and the top of each heap included
+    # fordblks: every free chunk, fastbins and the top of each heap included
+    return int(libc.mallinfo2().fordblks)
 
 
 def release_free_memory(keep: int = 0) -> None:
