@@ -133,7 +133,9 @@ def resolve_reference(
         return check_reference_shape(np.asarray(source), height, width, n_channels)
     indices = clip_reference_indices(np.atleast_1d(np.asarray(source)).tolist(), n_frames)
     if len(indices) == 1:
-        frame = np.asarray(recording.data[indices[0]].compute(scheduler="synchronous"))
+        from dask.local import get_sync
+
+        frame = np.asarray(recording.data[indices[0]].compute(scheduler=get_sync))
         return check_reference_shape(frame, height, width, n_channels)
     return preregistered_reference(
         recording,
@@ -152,12 +154,24 @@ PREREG_BLOCK = 16  # reference frames per task: fixed, so the reference depends 
 
 
 def _sequence_frames(data, indices: list[int], lo: int, hi: int):
-    """Lazy raw frames of positions [lo, hi) of the index sequence (a slice when contiguous, so
-    a file-backed recording reads only those frames)."""
+    """Raw frames of positions [lo, hi) of the index sequence as one ``dask.delayed`` (a slice
+    when contiguous, so a file-backed recording reads only those frames).
+
+    Built from the slice's own chunk tasks (``to_delayed``) rather than by handing the dask array
+    to ``dask.delayed``, which imports ``distributed`` (about 0.2 s, on one core) to check the
+    graph for shuffles.
+    """
+    import dask
+
     sel = indices[lo:hi]
     if sel == list(range(sel[0], sel[-1] + 1)):
-        return data[sel[0] : sel[-1] + 1]
-    return data[np.asarray(sel)]
+        block = data[sel[0] : sel[-1] + 1]
+    else:
+        block = data[np.asarray(sel)]
+    parts = block.to_delayed()
+    if parts.size == 1:
+        return parts.flat[0]
+    return dask.delayed(np.block)(parts.tolist())
 
 
 def _smoothed(raw: np.ndarray, offset: int, n: int, sig) -> tuple[np.ndarray, np.ndarray]:

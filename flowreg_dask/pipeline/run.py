@@ -30,15 +30,25 @@ class Runner:
     pool: Any = None  # multiprocessing: one process pool for every compute of the run
 
     def compute_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``dask.compute`` in local modes."""
+        """Keyword arguments for ``dask.compute`` in local modes.
+
+        The scheduler is passed as its function, not its name: for a name dask first imports
+        ``distributed`` to look for an active client (about 0.2 s, on one core, in every run).
+        """
         if self.mode == "sequential":
-            return {"scheduler": "synchronous"}
+            from dask.local import get_sync
+
+            return {"scheduler": get_sync}
         if self.mode == "threading":
-            return {"scheduler": "threads", "num_workers": self.n_workers}
+            from dask.threaded import get
+
+            return {"scheduler": get, "num_workers": self.n_workers}
         if self.mode == "multiprocessing":
+            from dask.multiprocessing import get as get_processes
+
             # chunksize 1: every task is a whole chunk, so dask's default batching of 6 ready
             # tasks per submission would leave workers idle while one works through a batch
-            kwargs = {"scheduler": "processes", "num_workers": self.n_workers, "chunksize": 1}
+            kwargs = {"scheduler": get_processes, "num_workers": self.n_workers, "chunksize": 1}
             if self.pool is not None:
                 kwargs["pool"] = self.pool
             return kwargs
