@@ -300,6 +300,51 @@ def test_done_flags(tmp_path: Path, data: dict[str, Any]) -> None:
     assert status["missing_chunks"] == [1, 3]
 
 
+def test_a_rewrite_clears_the_done_flag_first(tmp_path: Path, data: dict[str, Any], monkeypatch):
+    """Flags are written as whole objects (the bytes zarr writes); a chunk written again loses
+    its flag before its data is touched, so a rewrite that fails leaves it "not done", while a
+    chunk written for the first time writes its flag once, after its data."""
+    import flowreg_dask.store.writer as writer
+    from flowreg_dask.store._objects import ObjectWriter
+
+    store = create(tmp_path / "o.zarr")
+    by_zarr = zarr.create_array(
+        tmp_path / "zarr_flags",
+        shape=(4,),
+        dtype="bool",
+        chunks=(1,),
+        fill_value=False,
+        compressors=zarr.codecs.BloscCodec(**L.blosc_for("bool")),
+    )
+    by_zarr[0] = True
+    write(store, data, 0)
+    flag = store.work_path / "chunk_done" / "c" / "0"
+    assert flag.read_bytes() == (tmp_path / "zarr_flags" / "c" / "0").read_bytes()
+    assert store.done_chunks() == {0}
+
+    def fail(writes):
+        assert store.done_chunks() == set()  # cleared before any data is written
+        raise OSError("disk gone")
+
+    with monkeypatch.context() as m:
+        m.setattr(writer, "_write_together", fail)
+        with pytest.raises(OSError, match="disk gone"):
+            write(store, data, 0)
+    assert store.done_chunks() == set()
+
+    puts = []
+    original = ObjectWriter._put
+
+    def put(self, key, parts):
+        puts.append(f"{self.root.name}/{key}")
+        original(self, key, parts)
+
+    monkeypatch.setattr(ObjectWriter, "_put", put)
+    write(store, data, 1)  # a first write: its flag object is written once, last
+    assert puts[-1] == "chunk_done/c/1" and puts.count("chunk_done/c/1") == 1
+    assert store.done_chunks() == {1}
+
+
 def test_open_incomplete_raises_and_names_missing_chunks(tmp_path: Path) -> None:
     store = create(tmp_path / "o.zarr", dtype=np.float32)
     fdata = make_data(dtype=np.float32)

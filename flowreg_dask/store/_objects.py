@@ -148,6 +148,11 @@ class ObjectWriter:
             self._put(self.key((k, *zeros)), self._encode(data[lo : lo + self.object_len]))
         return rest
 
+    def stored(self, k: int) -> bool:
+        """Whether object ``k`` (along the first axis) exists on disk (else it reads as the fill
+        value)."""
+        return (self.root / self.key((k, *(0,) * (len(self.shape) - 1)))).exists()
+
     def _encode(self, frames: np.ndarray) -> list:
         """The stored bytes of one object, as a list of buffers."""
         if self.inner_len == self.object_len:
