@@ -367,3 +367,34 @@ def test_local_runs_do_not_import_distributed(tmp_path, rec, mode):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "[]"
     assert (tmp_path / "out.zarr").exists()
+
+
+def test_process_modes_run_no_kernel_in_the_main_process(tmp_path, rec):
+    """With worker processes, the step between the reference and the chunks (the pre-processed
+    reference) runs on a worker too: the main process never starts numba (about 0.5 s on one
+    core while every worker waits). The kernels it would have run have no loaded signature."""
+    import tifffile
+
+    src = tmp_path / "rec.tif"
+    tifffile.imwrite(src, rec.movie[:24, :, :, 0])
+    code = textwrap.dedent(
+        f"""
+        from flowreg_dask.kernels.cpu import gaussian
+        from flowreg_dask.options import OFOptions, RegistrationConfig
+        from flowreg_dask.pipeline.api import compensate_recording
+        if __name__ == "__main__":
+            opts = OFOptions(quality_setting="fast", buffer_size=8,
+                             reference_frames=list(range(10)), iterations=5)
+            compensate_recording(opts, config=RegistrationConfig(
+                parallelization="multiprocessing", n_jobs=2, progress=False),
+                recording={str(src)!r}, output={str(tmp_path / "out.zarr")!r})
+            print(len(gaussian.filter_frames.signatures))
+        """
+    )
+    script = tmp_path / "run.py"
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "0"
+    ds = open_result(tmp_path / "out.zarr")
+    assert ds["corrected"].shape[0] == 24

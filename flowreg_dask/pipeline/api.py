@@ -338,7 +338,7 @@ def _headless(rec, options, config, reference, callbacks) -> RunResult:
     note_first_compile(config.progress)
     with runner(config) as run:
         ref_raw = build_reference(rec, options, params, reference, run, show=config.progress)
-        prep = prepare_run(ref_raw, options, params, output_dtype(options, rec))
+        prep = run.call(prepare_run, ref_raw, options, params, output_dtype(options, rec))
         blocks = registration_blocks(rec.data, prep)
         n = rec.shape[0]
         progress = FrameProgress(n, show=config.progress, callbacks=None)

@@ -139,7 +139,7 @@ def compensate_arr(
     cfg = config or RegistrationConfig(progress=False)
     with runner(cfg) as run:
         ref_raw = build_reference(rec, options, params, reference, run)
-        prep = prepare_run(ref_raw, options, params, output_dtype(options, rec))
+        prep = run.call(prepare_run, ref_raw, options, params, output_dtype(options, rec))
         run_blocks_in_order(registration_blocks(rec.data, prep), run, deliver)
     if squeeze_c:
         corrected = corrected[..., 0]

@@ -117,7 +117,7 @@ def register_into(
         )
         store.save_reference(ref_raw)
         release_free_memory()  # the reference's frames and passes are freed
-    prep = prepare_run(ref_raw, options, params, output_dtype(options, rec))
+    prep = run.call(prepare_run, ref_raw, options, params, output_dtype(options, rec))
     bounds = store.chunk_bounds
     done = store.done_chunks()
     todo = [i for i in range(len(bounds)) if i not in done]

@@ -63,6 +63,21 @@ class Runner:
             return tuple(self.client.gather(futures))
         return dask.compute(*collections, **self.compute_kwargs())
 
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` where the run's work runs: in this process for the local thread modes,
+        as one task on a worker process for ``multiprocessing`` and ``distributed``.
+
+        For small steps between the run's phases that call kernels (the pre-processed reference):
+        a main process that has run no kernel yet would spend numba's start-up (about 0.5 s, on
+        one core) there while every worker waits.
+        """
+        if self.mode in ("sequential", "threading"):
+            return fn(*args)
+        import dask
+
+        (out,) = self.compute(dask.delayed(fn, pure=False)(*args))
+        return out
+
     def reduce(
         self,
         parts: list[Any],
