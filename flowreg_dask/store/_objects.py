@@ -142,16 +142,19 @@ class ObjectWriter:
         if last * self.object_len < stop:
             rest.append((last * self.object_len, stop))
         data = np.asarray(value, dtype=self.dtype)
-        zeros = (0,) * (len(self.shape) - 1)
         for k in range(first, last):
             lo = k * self.object_len - start
-            self._put(self.key((k, *zeros)), self._encode(data[lo : lo + self.object_len]))
+            self._put(self._key(k), self._encode(data[lo : lo + self.object_len]))
         return rest
 
     def stored(self, k: int) -> bool:
         """Whether object ``k`` (along the first axis) exists on disk (else it reads as the fill
         value)."""
-        return (self.root / self.key((k, *(0,) * (len(self.shape) - 1)))).exists()
+        return (self.root / self._key(k)).exists()
+
+    def _key(self, k: int) -> str:
+        """Store key of object ``k`` along the first axis (whole along the others)."""
+        return self.key((k, *(0,) * (len(self.shape) - 1)))
 
     def _encode(self, frames: np.ndarray) -> list:
         """The stored bytes of one object, as a list of buffers."""

@@ -403,7 +403,7 @@ class CorrectedStore:
             shape=(n_chunks,),
             dtype="bool",
             chunks=(1,),
-            compressors=codec("bool"),  # the codec ObjectWriter writes (a flag in ~0.1 ms)
+            compressors=codec("bool"),  # a codec ObjectWriter writes (a flag in ~0.4 ms)
             fill_value=False,
             dimension_names=["chunk"],
         )
@@ -693,13 +693,14 @@ class CorrectedStore:
         through zarr's event loop took ~2 ms per flag, with two registration threads waiting on
         each other's)."""
         index = int(index)
+        arrays = self._open_arrays()  # also builds self._objects
         objects = self._objects.get(L.CHUNK_DONE)
         if objects is not None:
             if not value and not objects.stored(index):
                 return
             if not objects.write(np.array([value]), index):
                 return
-        self._open_arrays()[L.CHUNK_DONE][index] = value
+        arrays[L.CHUNK_DONE][index] = value
 
     # -- run state ---------------------------------------------------------------------------------
     def save_reference(self, reference: np.ndarray) -> None:
